@@ -1,0 +1,149 @@
+"""Settings for the demo site, read from the environment (and an optional ``.env``).
+
+Every variable is documented in ``.env.example``. With no environment at all the demo runs on
+SQLite, an embedded Celery broker and the fake Atlassian, so ``make demo`` needs no server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# The file is optional: the real environment always wins over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the demo keeps its SQLite database, broker queue and beat schedule.
+DEMO_VAR_DIR = Path(env.str("DEMO_VAR_DIR", default=str(BASE_DIR / ".demo")))
+DEMO_VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Only ever a development default: a deployment sets DJANGO_SECRET_KEY.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="demo-only-not-secret-" + "x" * 40)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.sites",
+    "atlassian_oauth",
+    "demo_site",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # No SITE_ID: each request's site (tenant) is found from its host.
+    "django.contrib.sites.middleware.CurrentSiteMiddleware",
+]
+
+ROOT_URLCONF = "demo_site.urls"
+WSGI_APPLICATION = "demo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# An empty DATABASE_URL means the default too, so `DATABASE_URL= make test` runs on SQLite.
+DATABASES = {
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{DEMO_VAR_DIR / 'db.sqlite3'}"
+    ),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DEMO_VAR_DIR / "static"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+# --- Atlassian ------------------------------------------------------------------------------
+# Without real credentials the demo talks to the fake Atlassian that `make demo` starts.
+FAKE_ATLASSIAN_URL = env.str("FAKE_ATLASSIAN_URL", default="http://127.0.0.1:8765")
+USE_FAKE_ATLASSIAN = not env.str("ATLASSIAN_CLIENT_ID", default="")
+
+ATLASSIAN_OAUTH = {
+    "CLIENT_ID": env.str("ATLASSIAN_CLIENT_ID", default="fake-client-id"),
+    "CLIENT_SECRET": env.str("ATLASSIAN_CLIENT_SECRET", default="fake-client-secret"),
+    "SCOPES": env.str(
+        "ATLASSIAN_SCOPES",
+        default="read:jira-user read:jira-work write:jira-work read:me offline_access",
+    ),
+    "AUTH_BASE_URL": env.str(
+        "ATLASSIAN_AUTH_BASE_URL",
+        default=FAKE_ATLASSIAN_URL if USE_FAKE_ATLASSIAN else "https://auth.atlassian.com",
+    ),
+    "API_BASE_URL": env.str(
+        "ATLASSIAN_API_BASE_URL",
+        default=FAKE_ATLASSIAN_URL if USE_FAKE_ATLASSIAN else "https://api.atlassian.com",
+    ),
+    "HTTP_TIMEOUT": env.float("ATLASSIAN_HTTP_TIMEOUT", default=10.0),
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+# Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server yet
+# carries tasks between the separate beat and worker processes through a shared folder.
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+_BROKER_DIR = DEMO_VAR_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
+    {}
+    if REDIS_URL
+    else {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+)
+if not REDIS_URL:
+    for _folder in ("queue", "processed"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(DEMO_VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "demo-heartbeat": {
+        "task": "demo_site.tasks.heartbeat",
+        "schedule": env.float("DEMO_HEARTBEAT_SECONDS", default=30.0),
+    },
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

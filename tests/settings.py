@@ -1,0 +1,17 @@
+"""Test settings: the demo's, made fast and isolated."""
+
+import os
+import tempfile
+
+# Each test run keeps its SQLite file, broker folder and logs out of the demo's own .demo/.
+os.environ.setdefault("DEMO_VAR_DIR", tempfile.mkdtemp(prefix="atlassian-oauth-tests-"))
+
+from demo_site.settings import *  # noqa: E402, F403
+from demo_site.settings import DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Subprocess tests (Celery, several workers) need a test database that other processes can open:
+# a file, not SQLite's default in-memory test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DEMO_VAR_DIR / "test-db.sqlite3")}  # noqa: F405
