@@ -82,6 +82,18 @@ class Settings:
         return self._url("API_BASE_URL", "https://api.atlassian.com")
 
     @property
+    def ENCRYPTION_KEYS(self) -> tuple[str, ...]:
+        """The first key encrypts; every key decrypts (so keys can be rotated)."""
+        value = self._get("ENCRYPTION_KEYS", ())
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(k, str) for k in value):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['ENCRYPTION_KEYS'] must be a list of key strings."
+            )
+        return tuple(value)
+
+    @property
     def HTTP_TIMEOUT(self) -> float:
         return self._number("HTTP_TIMEOUT", 10.0)
 

@@ -35,7 +35,9 @@ def seed() -> list[str]:
     """Create or update the demo sites and users; return what changed, one line each."""
     changes: list[str] = []
     for pk, domain, name in DEMO_SITES:
-        site, created = Site.objects.update_or_create(pk=pk, defaults={"domain": domain, "name": name})
+        site, created = Site.objects.update_or_create(
+            pk=pk, defaults={"domain": domain, "name": name}
+        )
         if created:
             changes.append(f"created site {site.domain}")
     user_model = get_user_model()

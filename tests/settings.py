@@ -6,7 +6,7 @@ import tempfile
 # Each test run keeps its SQLite file, broker folder and logs out of the demo's own .demo/.
 os.environ.setdefault("DEMO_VAR_DIR", tempfile.mkdtemp(prefix="atlassian-oauth-tests-"))
 
-from demo_site.settings import *  # noqa: E402, F403
+from demo_site.settings import *  # noqa: F403
 from demo_site.settings import DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

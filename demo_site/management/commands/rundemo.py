@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -148,8 +149,7 @@ class Command(BaseCommand):
     def _watch(self, children: list[Child]) -> None:
         while True:
             for child in children:
-                assert child.process is not None
-                code = child.process.poll()
+                code = child.process.poll() if child.process else None
                 if code is not None:
                     tail = child.log_path.read_text(errors="replace").splitlines()[-15:]
                     raise CommandError(
@@ -161,22 +161,16 @@ class Command(BaseCommand):
     def _stop(self, children: list[Child]) -> None:
         running = [c.process for c in children if c.process and c.process.poll() is None]
         for process in running:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in running:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever ignored SIGTERM (or a grandchild left in the group) is killed.
         for process in running:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait()
 
     def _print_banner(self, port: int, fake_port: int | None, logs: Path) -> None:

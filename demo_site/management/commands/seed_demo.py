@@ -12,4 +12,6 @@ class Command(BaseCommand):
         changes = seed()
         for line in changes:
             self.stdout.write(line)
-        self.stdout.write(self.style.SUCCESS("Demo data ready." if changes else "Demo data already there."))
+        self.stdout.write(
+            self.style.SUCCESS("Demo data ready." if changes else "Demo data already there.")
+        )
