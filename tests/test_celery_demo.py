@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, descendants, running, subprocess_env, wait_until
+from tests.helpers import PYTHON, REPO, descendants, running, subprocess_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,7 @@ def test_embedded_broker_carries_beat_tasks_to_a_separate_worker(tmp_path):
     assert pid != os.getpid()
     # The filesystem transport really went through the shared folder.
     assert (tmp_path / "broker" / "queue").is_dir()
+    assert not (REPO / "control").exists()
 
 
 @pytest.mark.redis
