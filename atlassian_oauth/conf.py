@@ -82,6 +82,21 @@ class Settings:
         return self._url("API_BASE_URL", "https://api.atlassian.com")
 
     @property
+    def CALLBACK_URL(self) -> str:
+        """Empty: built from the request's host, so each tenant domain gets its own callback."""
+        value = self._str("CALLBACK_URL", "")
+        return self._url("CALLBACK_URL", "") if value else ""
+
+    @property
+    def CONNECT_REDIRECT_URL(self) -> str:
+        """Where the callback sends the user when the flow carried no safe ``next``."""
+        return self._str("CONNECT_REDIRECT_URL", "")
+
+    @property
+    def STATE_MAX_AGE(self) -> float:
+        return self._number("STATE_MAX_AGE", 600.0)
+
+    @property
     def ENCRYPTION_KEYS(self) -> tuple[str, ...]:
         """The first key encrypts; every key decrypts (so keys can be rotated)."""
         value = self._get("ENCRYPTION_KEYS", ())

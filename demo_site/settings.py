@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from demo_site.keys import demo_encryption_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -108,6 +110,9 @@ ATLASSIAN_OAUTH = {
         default=FAKE_ATLASSIAN_URL if USE_FAKE_ATLASSIAN else "https://api.atlassian.com",
     ),
     "HTTP_TIMEOUT": env.float("ATLASSIAN_HTTP_TIMEOUT", default=10.0),
+    "ENCRYPTION_KEYS": env.list("ATLASSIAN_ENCRYPTION_KEYS", default=[])
+    or [demo_encryption_key(DEMO_VAR_DIR / "encryption.key")],
+    "CONNECT_REDIRECT_URL": "home",
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -6,5 +6,6 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("atlassian/", include("atlassian_oauth.urls")),
     path("admin/", admin.site.urls),
 ]

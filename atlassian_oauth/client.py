@@ -1,0 +1,273 @@
+"""All HTTP to Atlassian: consent URL, code exchange, refresh, accessible-resources, /me.
+
+Every failure becomes one of the exceptions below, classified the way ATLASSIAN.md's error
+table says, so callers decide on the class and never on status codes. Messages carry Atlassian's
+``error`` / ``error_description`` (which hold no secrets) and never a token, code or secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from .conf import conf
+
+logger = logging.getLogger(__name__)
+
+AUDIENCE = "api.atlassian.com"
+# Atlassian sends at most a few hundred bytes of error; more is not an OAuth error body.
+MAX_ERROR_TEXT = 200
+
+
+@dataclass(frozen=True)
+class OAuthApp:
+    """The client credentials and scopes used for one site."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: tuple[str, ...]
+    callback_url: str = ""
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_in: int
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccessibleResource:
+    cloud_id: str
+    name: str
+    url: str
+    scopes: tuple[str, ...]
+    avatar_url: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    account_id: str
+    name: str
+    email: str
+
+
+class AtlassianError(Exception):
+    """Talking to Atlassian failed; ``str()`` is safe to show and log."""
+
+    def __init__(self, message: str, *, status: int | None = None, error: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+class InvalidGrant(AtlassianError):
+    """The refresh token is dead (expired, revoked, reused): the user must consent again."""
+
+
+class InvalidCode(AtlassianError):
+    """The authorization code was refused: late, reused, or for another redirect URI."""
+
+
+class ClientConfigurationError(AtlassianError):
+    """Atlassian refused the client id or secret: an admin must fix the app's credentials."""
+
+
+class TransientError(AtlassianError):
+    """Worth retrying later: 5xx, 429, timeouts, dropped connections, bodies that are not JSON."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class UnexpectedResponse(AtlassianError):
+    """A 4xx the table does not explain, or JSON of the wrong shape: not retried blindly."""
+
+
+def authorize_url(app: OAuthApp, redirect_uri: str, state: str) -> str:
+    """The consent page URL, with every parameter Atlassian requires."""
+    query = urlencode(
+        {
+            "audience": AUDIENCE,
+            "client_id": app.client_id,
+            "scope": " ".join(app.scopes),
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "response_type": "code",
+            "prompt": "consent",
+        }
+    )
+    return f"{conf.AUTH_BASE_URL}/authorize?{query}"
+
+
+def exchange_code(app: OAuthApp, code: str, redirect_uri: str) -> TokenResponse:
+    """Trade an authorization code for tokens."""
+    body = {
+        "grant_type": "authorization_code",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "code": code,
+        "redirect_uri": redirect_uri,
+    }
+    return _token_request(body)
+
+
+def refresh_tokens(app: OAuthApp, refresh_token: str) -> TokenResponse:
+    """Trade a refresh token for a new access token (and, usually, a rotated refresh token)."""
+    body = {
+        "grant_type": "refresh_token",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "refresh_token": refresh_token,
+    }
+    return _token_request(body)
+
+
+def accessible_resources(access_token: str) -> list[AccessibleResource]:
+    data = _api_get("/oauth/token/accessible-resources", access_token)
+    if not isinstance(data, list):
+        raise UnexpectedResponse("accessible-resources did not answer with a list.")
+    try:
+        return [
+            AccessibleResource(
+                cloud_id=str(item["id"]),
+                name=str(item.get("name") or item["url"]),
+                url=str(item["url"]),
+                scopes=tuple(str(s) for s in item.get("scopes") or ()),
+                avatar_url=str(item.get("avatarUrl") or ""),
+            )
+            for item in data
+        ]
+    except (KeyError, TypeError) as error:
+        raise UnexpectedResponse("accessible-resources answered an entry without id or url.") from error
+
+
+def me(access_token: str) -> Profile:
+    data = _api_get("/me", access_token)
+    if not isinstance(data, dict) or not data.get("account_id"):
+        raise UnexpectedResponse("/me answered without an account_id.")
+    return Profile(
+        account_id=str(data["account_id"]),
+        name=str(data.get("name") or data.get("nickname") or ""),
+        email=str(data.get("email") or ""),
+    )
+
+
+def _token_request(body: Mapping[str, str]) -> TokenResponse:
+    grant_type = body["grant_type"]
+    response = _send("POST", f"{conf.AUTH_BASE_URL}/oauth/token", json=body, what=grant_type)
+    if response.status_code != 200:
+        raise _token_error(response)
+    data = _json(response, what="the token endpoint")
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TransientError(
+            "The token endpoint answered without an access_token.", status=response.status_code
+        )
+    refresh_token = data.get("refresh_token")
+    expires_in = data.get("expires_in")
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+        raise TransientError(
+            "The token endpoint answered without a valid expires_in.", status=response.status_code
+        )
+    scope = data.get("scope")
+    return TokenResponse(
+        access_token=access_token,
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        expires_in=int(expires_in),
+        scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+    )
+
+
+def _token_error(response: requests.Response) -> AtlassianError:
+    status = response.status_code
+    error, description = _oauth_error(response)
+    summary = f"Atlassian's token endpoint answered {status}" + (
+        f" {error}: {description}" if error else ""
+    )
+    if status in (429, 503) or status >= 500:
+        return TransientError(
+            summary, status=status, error=error, retry_after=_retry_after(response)
+        )
+    if error in ("invalid_grant", "unauthorized_client"):
+        return InvalidGrant(summary, status=status, error=error)
+    if status == 401 or error in ("access_denied", "invalid_client"):
+        return ClientConfigurationError(summary, status=status, error=error)
+    if error == "invalid_request" and "authorization_code" in description:
+        return InvalidCode(summary, status=status, error=error)
+    return UnexpectedResponse(summary, status=status, error=error)
+
+
+def _api_get(path: str, access_token: str) -> Any:
+    response = _send(
+        "GET",
+        f"{conf.API_BASE_URL}{path}",
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        what=path,
+    )
+    status = response.status_code
+    if status in (429, 503) or status >= 500:
+        raise TransientError(
+            f"{path} answered {status}.", status=status, retry_after=_retry_after(response)
+        )
+    if status != 200:
+        raise UnexpectedResponse(f"{path} answered {status}.", status=status)
+    return _json(response, what=path)
+
+
+def _send(method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:
+    try:
+        return requests.request(method, url, timeout=conf.HTTP_TIMEOUT, **kwargs)
+    except requests.Timeout as error:
+        raise TransientError(f"Atlassian did not answer {what} in time.") from error
+    except requests.RequestException as error:
+        # The exception text can echo the URL; the URL carries no secret (bodies do), but the
+        # class name is all a reader needs.
+        raise TransientError(
+            f"Could not reach Atlassian for {what} ({type(error).__name__})."
+        ) from error
+
+
+def _json(response: requests.Response, *, what: str) -> Any:
+    try:
+        data = response.json()
+    except ValueError as error:
+        raise TransientError(
+            f"{what} answered {response.status_code} with a body that is not JSON.",
+            status=response.status_code,
+        ) from error
+    if not isinstance(data, dict | list):
+        raise TransientError(f"{what} answered JSON that is not an object.")
+    return data
+
+
+def _oauth_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        data = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(data, dict):
+        return "", ""
+    error = data.get("error")
+    description = data.get("error_description")
+    return (
+        str(error)[:MAX_ERROR_TEXT] if isinstance(error, str) else "",
+        str(description)[:MAX_ERROR_TEXT] if isinstance(description, str) else "",
+    )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # An HTTP-date is allowed by RFC 9110; Atlassian documents seconds.
+    return max(0.0, seconds)
+

@@ -1,0 +1,314 @@
+"""The connection lifecycle: start the consent round trip, finish it, disconnect.
+
+Views call these functions and turn ``ConnectFailed`` into a message; nothing here knows HTTP
+requests beyond the session it is handed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NoReturn
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sites.models import Site
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import client, signals
+from .conf import conf
+from .events import record
+from .models import AuthorizationState, Connection, Event, Grant, Resource
+from .oauth_apps import app_for_site
+
+logger = logging.getLogger(__name__)
+
+SESSION_BINDING_KEY = "_atlassian_oauth_binding"
+CONNECTED_APPS_URL = "https://id.atlassian.com/manage-profile/apps"
+# Longest Atlassian `error` text we repeat back to the user.
+MAX_SHOWN_ERROR = 80
+
+
+class ConnectFailed(Exception):
+    """The round trip cannot complete; ``str()`` is a message for the user, safe to show."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    connection: Connection
+    created: bool
+    next_url: str
+    missing_refresh_token: bool
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def begin(
+    *,
+    user: AbstractBaseUser,
+    site: Site,
+    session: SessionBase,
+    redirect_uri: str,
+    next_url: str = "",
+) -> str:
+    """Remember a one-time state for this browser, user, site and app; return the consent URL.
+
+    ``next_url`` must already be checked as safe. Several flows (tabs) may be pending at once.
+    """
+    app = app_for_site(site)
+    redirect_uri = app.callback_url or redirect_uri
+    binding = session.get(SESSION_BINDING_KEY)
+    if not binding:
+        binding = session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
+    state = secrets.token_urlsafe(32)  # 256 random bits
+    now = timezone.now()
+    AuthorizationState.objects.filter(expires_at__lt=now).delete()
+    AuthorizationState.objects.create(
+        state_hash=_digest(state),
+        session_binding_hash=_digest(binding),
+        user=user,
+        site=site,
+        client_id=app.client_id,
+        redirect_uri=redirect_uri,
+        next_url=next_url,
+        expires_at=now + timedelta(seconds=conf.STATE_MAX_AGE),
+    )
+    return client.authorize_url(app, redirect_uri, state)
+
+
+def complete(
+    *,
+    user: AbstractBaseUser,
+    site: Site,
+    session: SessionBase,
+    params: Mapping[str, str],
+) -> Connected:
+    """Check the callback's state, exchange its code, and store grant, connection and sites."""
+    pending = _consume_state(user=user, site=site, session=session, state=params.get("state", ""))
+    error = params.get("error", "")
+    if error:
+        if error == "access_denied":
+            _fail(user, site, "declined", _("You declined access, so Jira is not connected."))
+        shown = error[:MAX_SHOWN_ERROR]
+        _fail(
+            user,
+            site,
+            "authorize_error",
+            _("Atlassian did not grant access (%(error)s). Please try again.") % {"error": shown},
+            error=shown,
+        )
+    code = params.get("code", "")
+    if not code:
+        _fail(user, site, "missing_code", _("Atlassian sent no authorization code. Try again."))
+
+    try:
+        app = app_for_site(site)
+    except ImproperlyConfigured as exc:
+        logger.error("Connect failed on %s: %s", site.domain, exc)
+        _fail(user, site, "configuration", _("Jira connections are not configured on this site."))
+    if app.client_id != pending.client_id:
+        _fail(
+            user,
+            site,
+            "app_changed",
+            _("This site's Atlassian app changed during the sign-in. Please connect again."),
+        )
+    try:
+        tokens = client.exchange_code(app, code, pending.redirect_uri)
+        profile = client.me(tokens.access_token)
+        resources = client.accessible_resources(tokens.access_token)
+    except client.InvalidCode as exc:
+        _fail(user, site, "invalid_code", _("The sign-in took too long or was already used. Please connect again."), error=str(exc))
+    except client.ClientConfigurationError as exc:
+        logger.error("Atlassian refused the client credentials of %s: %s", site.domain, exc)
+        _fail(user, site, "configuration", _("Atlassian refused this site's app credentials. An administrator has to fix them; please try again later."), error=str(exc))
+    except client.AtlassianError as exc:
+        _fail(user, site, "atlassian_error", _("Atlassian could not be reached or answered unexpectedly. Please try again in a moment."), error=str(exc))
+
+    connection, created = _store(user, site, app.client_id, tokens, profile, resources)
+    return Connected(
+        connection=connection,
+        created=created,
+        next_url=pending.next_url,
+        missing_refresh_token=tokens.refresh_token is None,
+    )
+
+
+def _consume_state(
+    *, user: AbstractBaseUser, site: Site, session: SessionBase, state: str
+) -> AuthorizationState:
+    """The pending flow this state names, deleted so it can never be used again."""
+    if not state:
+        _fail(user, site, "missing_state", _("The sign-in link is incomplete. Please connect again."))
+    pending = AuthorizationState.objects.filter(state_hash=_digest(state)).first()
+    binding = session.get(SESSION_BINDING_KEY, "")
+    if (
+        pending is None
+        or not binding
+        or not secrets.compare_digest(pending.session_binding_hash, _digest(binding))
+        or pending.user_id != user.pk
+        or pending.site_id != site.pk
+    ):
+        # Unknown, already used, or started by another browser, user or site: never consumed
+        # here, so a stranger's state cannot cancel the rightful owner's flow.
+        _fail(user, site, "invalid_state", _("This sign-in link is not valid for you here. Please connect again."))
+    # The delete is the single-use guard: of two concurrent callbacks only one deletes the row.
+    deleted, _rows = AuthorizationState.objects.filter(pk=pending.pk).delete()
+    if not deleted:
+        _fail(user, site, "invalid_state", _("This sign-in link was already used. Please connect again."))
+    if pending.expires_at < timezone.now():
+        _fail(user, site, "expired_state", _("The sign-in took too long. Please connect again."))
+    return pending
+
+
+def _fail(
+    user: AbstractBaseUser, site: Site, reason: str, message: str, error: str = ""
+) -> NoReturn:
+    record(
+        Event.Kind.CONNECT_FAILED,
+        actor=Event.Actor.USER,
+        user=user,
+        site=site,
+        message=f"Connect failed: {reason}",
+        reason=reason,
+        error=error,
+    )
+    raise ConnectFailed(message)
+
+
+@transaction.atomic
+def _store(
+    user: AbstractBaseUser,
+    site: Site,
+    client_id: str,
+    tokens: client.TokenResponse,
+    profile: client.Profile,
+    resources: list[client.AccessibleResource],
+) -> tuple[Connection, bool]:
+    now = timezone.now()
+    has_refresh_token = tokens.refresh_token is not None
+    token_fields = {
+        "account_name": profile.name,
+        "account_email": profile.email,
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "access_token_expires_at": now + timedelta(seconds=tokens.expires_in),
+        "scopes": " ".join(tokens.scopes),
+        "status": Grant.Status.ACTIVE if has_refresh_token else Grant.Status.NO_REFRESH_TOKEN,
+        "consented_at": now,
+        "refresh_token_issued_at": now if has_refresh_token else None,
+        "next_refresh_at": None,
+        "refresh_failures": 0,
+        "last_error": "" if has_refresh_token else "no_refresh_token",
+    }
+    # One row per (app, account): a reconnect, or the same account from another user or site,
+    # updates the one grant in place, so two copies of a refresh token never exist.
+    grant, grant_created = Grant.objects.select_for_update().get_or_create(
+        client_id=client_id, account_id=profile.account_id, defaults=token_fields
+    )
+    if not grant_created:
+        for name, value in token_fields.items():
+            setattr(grant, name, value)
+        grant.version += 1
+        grant.save()
+    grant.resources.all().delete()
+    Resource.objects.bulk_create(
+        Resource(
+            grant=grant,
+            cloud_id=item.cloud_id,
+            name=item.name,
+            url=item.url,
+            avatar_url=item.avatar_url,
+            scopes=list(item.scopes),
+        )
+        for item in resources
+    )
+
+    previous = Connection.objects.select_for_update().filter(user=user, site=site).first()
+    if previous is None:
+        connection = Connection.objects.create(user=user, site=site, grant=grant)
+    else:
+        old_grant_id = previous.grant_id
+        previous.grant = grant
+        previous.save()
+        connection = previous
+        if old_grant_id != grant.pk:
+            delete_grant_if_unused(old_grant_id)
+    created = previous is None
+
+    message = f"Connected Atlassian account {profile.account_id}"
+    if not has_refresh_token:
+        message += " without a refresh token (offline_access was not granted)"
+    record(
+        Event.Kind.CONNECTED,
+        actor=Event.Actor.USER,
+        user=user,
+        site=site,
+        grant=grant,
+        message=message,
+        reconnect=not created,
+        refresh_token=has_refresh_token,
+        sites=len(resources),
+    )
+    transaction.on_commit(
+        lambda: signals.connected.send(
+            sender=Connection,
+            connection=connection,
+            grant=grant,
+            created=created,
+            actor=Event.Actor.USER,
+        )
+    )
+    return connection, created
+
+
+def delete_grant_if_unused(grant_id: int) -> bool:
+    """Delete a grant no connection uses any more, wiping its secrets first."""
+    with transaction.atomic():
+        unused = Grant.objects.select_for_update().filter(pk=grant_id, connections__isnull=True)
+        if not unused.exists():
+            return False
+        # Secrets go first, so nothing survives even where the delete leaves traces behind.
+        unused.update(access_token=None, refresh_token=None)
+        Grant.objects.filter(pk=grant_id).delete()
+    return True
+
+
+def disconnect(connection: Connection, *, actor: Event.Actor) -> bool:
+    """Remove a connection (and its grant when unused); True when the grant's tokens are gone."""
+    user, site, grant = connection.user, connection.site, connection.grant
+    account_id = grant.account_id
+    with transaction.atomic():
+        connection.delete()  # handlers.delete_unused_grant removes the grant if now unused
+        grant_deleted = not Grant.objects.filter(pk=grant.pk).exists()
+        record(
+            Event.Kind.DISCONNECTED,
+            actor=actor,
+            user=user,
+            site=site,
+            grant=None if grant_deleted else grant,
+            account_id=account_id,
+            message=f"Disconnected Atlassian account {account_id}"
+            + (" and deleted its tokens" if grant_deleted else ""),
+            grant_deleted=grant_deleted,
+        )
+        transaction.on_commit(
+            lambda: signals.disconnected.send(
+                sender=Connection,
+                user=user,
+                site=site,
+                account_id=account_id,
+                grant_deleted=grant_deleted,
+                actor=actor,
+            )
+        )
+    return grant_deleted

@@ -1,0 +1,282 @@
+"""The app's data: per-site OAuth apps, grants (one encrypted token row each), connections,
+the Atlassian sites a grant reaches, pending authorizations and the event log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.contrib.sites.models import Site
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .fields import EncryptedTextField
+
+
+class AtlassianApp(models.Model):
+    """An OAuth 2.0 (3LO) app for one site; sites without one use the ATLASSIAN_OAUTH settings."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    site = models.OneToOneField(
+        Site,
+        on_delete=models.CASCADE,
+        related_name="atlassian_app",
+        verbose_name=_("site"),
+    )
+    client_id = models.CharField(
+        _("client ID"),
+        max_length=255,
+        help_text=_("From the app's Settings page in the Atlassian developer console."),
+    )
+    client_secret = EncryptedTextField(
+        _("client secret"),
+        bind_field="uuid",
+        null=True,
+        blank=True,
+        help_text=_("Stored encrypted and never shown again."),
+    )
+    scopes = models.CharField(
+        _("scopes"),
+        max_length=1000,
+        blank=True,
+        help_text=_(
+            "Space-separated. Empty uses ATLASSIAN_OAUTH['SCOPES']. Keep offline_access, or "
+            "Atlassian sends no refresh token."
+        ),
+    )
+    callback_url = models.URLField(
+        _("callback URL"),
+        blank=True,
+        help_text=_(
+            "Must equal the app's callback URL in the developer console. Empty builds it from "
+            "the request's host."
+        ),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("Atlassian app")
+        verbose_name_plural = _("Atlassian apps")
+
+    def __str__(self) -> str:
+        return f"{self.client_id} ({self.site})"
+
+
+class Grant(models.Model):
+    """One Atlassian account's consent to one app: the only copy of its tokens."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        NO_REFRESH_TOKEN = "no_refresh_token", _("No refresh token (offline_access missing)")
+        NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The client id names the Atlassian app; Atlassian keeps one grant per (app, account).
+    client_id = models.CharField(_("client ID"), max_length=255)
+    account_id = models.CharField(_("Atlassian account ID"), max_length=128)
+    account_name = models.CharField(_("account name"), max_length=255, blank=True)
+    account_email = models.EmailField(_("account email"), blank=True)
+    access_token = EncryptedTextField(_("access token"), bind_field="uuid", null=True)
+    refresh_token = EncryptedTextField(_("refresh token"), bind_field="uuid", null=True)
+    access_token_expires_at = models.DateTimeField(_("access token expires"))
+    scopes = models.TextField(_("granted scopes"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=32, choices=Status.choices, default=Status.ACTIVE
+    )
+    consented_at = models.DateTimeField(
+        _("consented"), help_text=_("Last consent: Atlassian may ask again a year after it.")
+    )
+    refresh_token_issued_at = models.DateTimeField(
+        _("refresh token issued"),
+        null=True,
+        blank=True,
+        help_text=_("A refresh token unused for 90 days dies."),
+    )
+    last_refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
+    next_refresh_at = models.DateTimeField(
+        _("next refresh attempt"),
+        null=True,
+        blank=True,
+        help_text=_("Set while a failed refresh is backing off."),
+    )
+    refresh_failures = models.PositiveIntegerField(_("consecutive refresh failures"), default=0)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    version = models.PositiveBigIntegerField(
+        _("version"), default=0, help_text=_("Bumped by every token write; stale writers fail.")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("grant")
+        verbose_name_plural = _("grants")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["client_id", "account_id"], name="atlassian_oauth_grant_per_app_account"
+            ),
+        ]
+        indexes: ClassVar = [
+            # The beat's "due for refresh" query and the admin's health filters.
+            models.Index(
+                fields=["status", "access_token_expires_at"], name="atlassian_grant_due_idx"
+            ),
+            models.Index(fields=["status", "next_refresh_at"], name="atlassian_grant_retry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.account_email or self.account_name or self.account_id
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+
+class Connection(models.Model):
+    """One Django user on one site linked to a grant: what users connect and code asks for."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="atlassian_connections",
+        verbose_name=_("user"),
+    )
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.CASCADE,
+        related_name="atlassian_connections",
+        verbose_name=_("site"),
+    )
+    grant = models.ForeignKey(
+        Grant,
+        on_delete=models.CASCADE,
+        related_name="connections",
+        verbose_name=_("grant"),
+    )
+    connected_at = models.DateTimeField(_("connected"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("connection")
+        verbose_name_plural = _("connections")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["user", "site"], name="atlassian_oauth_connection_per_user_site"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.site}"
+
+
+class Resource(models.Model):
+    """An Atlassian cloud site a grant reaches (from accessible-resources)."""
+
+    grant = models.ForeignKey(
+        Grant, on_delete=models.CASCADE, related_name="resources", verbose_name=_("grant")
+    )
+    # Not unique: Atlassian lists one cloud id once per product (Jira, Confluence).
+    cloud_id = models.CharField(_("cloud ID"), max_length=64)
+    name = models.CharField(_("name"), max_length=255)
+    url = models.URLField(_("URL"))
+    avatar_url = models.URLField(_("avatar URL"), max_length=500, blank=True)
+    scopes = models.JSONField(_("scopes"), default=list)
+
+    class Meta:
+        verbose_name = _("Atlassian site")
+        verbose_name_plural = _("Atlassian sites")
+        ordering: ClassVar = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+    @property
+    def product(self) -> str:
+        """Which product the entry is for, judged from its scopes."""
+        if any("confluence" in scope for scope in self.scopes):
+            return "confluence"
+        return "jira"
+
+
+class AuthorizationState(models.Model):
+    """One consent round trip in progress: single use, short-lived, bound to its browser."""
+
+    state_hash = models.CharField(_("state hash"), max_length=64, unique=True)
+    session_binding_hash = models.CharField(_("session binding hash"), max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, verbose_name=_("user")
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, verbose_name=_("site"))
+    client_id = models.CharField(_("client ID"), max_length=255)
+    redirect_uri = models.URLField(_("redirect URI"), max_length=1000)
+    next_url = models.CharField(_("next URL"), max_length=2000, blank=True)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("authorization in progress")
+        verbose_name_plural = _("authorizations in progress")
+
+    def __str__(self) -> str:
+        return f"authorization for {self.user} on {self.site}"
+
+
+class Event(models.Model):
+    """The log of every state change, with who caused it and never a secret."""
+
+    class Kind(models.TextChoices):
+        CONNECTED = "connected", _("Connected")
+        CONNECT_FAILED = "connect_failed", _("Connect failed")
+        REFRESHED = "refreshed", _("Refreshed")
+        REFRESH_FAILED = "refresh_failed", _("Refresh failed")
+        NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+        DISCONNECTED = "disconnected", _("Disconnected")
+        KEYS_ROTATED = "keys_rotated", _("Keys rotated")
+
+    class Actor(models.TextChoices):
+        USER = "user", _("User")
+        BEAT = "beat", _("Beat")
+        ADMIN = "admin", _("Admin")
+        COMMAND = "command", _("Command")
+        APPLICATION = "application", _("Application code")
+
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    actor = models.CharField(_("actor"), max_length=16, choices=Actor.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("site"),
+    )
+    grant = models.ForeignKey(
+        Grant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("grant"),
+    )
+    # Kept when the grant is deleted, so the log still says whose it was.
+    account_id = models.CharField(_("Atlassian account ID"), max_length=128, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering: ClassVar = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"

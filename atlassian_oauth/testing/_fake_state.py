@@ -1,0 +1,1044 @@
+"""The fake Atlassian's state and protocol rules, without HTTP (``fake_atlassian.py`` serves it).
+
+Every public method of ``FakeState`` takes its one ``RLock``, so the HTTP threads and the test
+thread may call it at once. Behaviour follows ``ATLASSIAN.md``; where Atlassian documents
+nothing, the fake does what a plain RFC 6749 server does, and says so where it matters.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+DEFAULT_CLIENT_ID: Final = "fake-client-id"
+DEFAULT_CLIENT_SECRET: Final = "fake-client-secret"
+DEFAULT_PORT: Final = 8765
+DEFAULT_ACCESS_TOKEN_LIFETIME: Final = 3600
+AUDIENCE: Final = "api.atlassian.com"
+
+CODE_LIFETIME: Final = 10 * 60.0
+REFRESH_REUSE_LEEWAY: Final = 10 * 60.0
+REFRESH_INACTIVITY: Final = 90 * 86400.0
+ABSOLUTE_LIFETIME: Final = 365 * 86400.0
+# Not Atlassian's: only bounds memory when a browser never submits the consent form.
+PENDING_CONSENT_LIFETIME: Final = 60 * 60.0
+
+ADA_ACCOUNT_ID: Final = "5b10a2844c20165700ede21g"
+GRACE_ACCOUNT_ID: Final = "5b10ac8d82e05b22cc7d4ef5"
+ACME_CLOUD_ID: Final = "1324a887-45db-1bf4-1e99-ef0ff456d421"
+GLOBEX_CLOUD_ID: Final = "a436116f-02ce-4520-8fbb-7301462a1674"
+AVATAR_URL: Final = "https://site-admin-avatar-cdn.prod.public.atl-paas.net/avatars/240/rocket.png"
+
+KINDS: Final = (
+    "authorize",
+    "consent_accept",
+    "consent_decline",
+    "code_exchange",
+    "refresh",
+    "token_other",
+    "accessible_resources",
+    "me",
+    "jira",
+    "not_found",
+)
+FAULT_KINDS: Final = frozenset((*KINDS, "token", "any"))
+AUTO_CONSENT_CHOICES: Final = ("accept", "decline")
+DEAD_GRANT_ERRORS: Final = ("invalid_grant", "unauthorized_client")
+# Scopes about the grant itself rather than a product: never listed on a resource.
+NON_PRODUCT_SCOPES: Final = frozenset({"offline_access", "read:me"})
+REQUESTS_LOG_LIMIT: Final = 10_000
+
+JsonDict = dict[str, Any]
+
+
+def default_accounts() -> list[JsonDict]:
+    """The two accounts every fresh fake has: Ada reaches "acme" twice (Jira and Confluence)."""
+    return [
+        {
+            "account_id": ADA_ACCOUNT_ID,
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "resources": [
+                _resource(ACME_CLOUD_ID, "acme", "jira"),
+                _resource(ACME_CLOUD_ID, "acme", "confluence"),
+            ],
+        },
+        {
+            "account_id": GRACE_ACCOUNT_ID,
+            "email": "grace@example.com",
+            "name": "Grace Hopper",
+            "resources": [_resource(GLOBEX_CLOUD_ID, "globex", "jira")],
+        },
+    ]
+
+
+def _resource(cloud_id: str, name: str, product: str) -> dict[str, str]:
+    return {
+        "id": cloud_id,
+        "name": name,
+        "url": f"https://{name}.atlassian.net",
+        "avatarUrl": AVATAR_URL,
+        "product": product,
+    }
+
+
+class FakeClock:
+    """Wall-clock time plus an adjustable offset; every expiry in the fake is measured on it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+
+    @property
+    def offset(self) -> float:
+        with self._lock:
+            return self._offset
+
+    def now(self) -> float:
+        """Epoch seconds as the fake sees them."""
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the fake's time forward by ``seconds`` (negative goes back); returns ``now()``."""
+        with self._lock:
+            self._offset += float(seconds)
+        return self.now()
+
+    def set(self, epoch: float) -> float:
+        """Make ``now()`` read ``epoch`` from this instant on; returns ``now()``."""
+        with self._lock:
+            self._offset = float(epoch) - time.time()
+        return self.now()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._offset = 0.0
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        status,
+        json.dumps(payload).encode(),
+        "application/json;charset=UTF-8",
+        dict(headers or {}),
+    )
+
+
+def html_response(status: int, title: str, body_html: str) -> Response:
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head>\n<body>\n{body_html}\n</body></html>\n"
+    )
+    return Response(status, page.encode(), "text/html;charset=UTF-8")
+
+
+def redirect_response(location: str) -> Response:
+    return Response(302, b"", None, {"Location": location})
+
+
+def with_query(uri: str, params: Mapping[str, str]) -> str:
+    """``uri`` with ``params`` appended to whatever query it already has."""
+    parts = urlsplit(uri)
+    extra = urlencode(params)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def new_token() -> str:
+    """An opaque token whose length varies between calls, so no client can rely on it."""
+    while True:
+        token = secrets.token_urlsafe(32 + secrets.randbelow(33))
+        # "eyJ" opens every JWT: a client must never be tempted to decode ours.
+        if not token.startswith("eyJ"):
+            return token
+
+
+def split_scopes(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    """Scopes in first-seen order without duplicates, from a space-separated string or a list."""
+    items = scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes]
+    return tuple(dict.fromkeys(s for s in items if s))
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str
+    redirect_uris: list[str] | None
+    scopes: frozenset[str] | None
+
+    def disallowed(self, scopes: Iterable[str]) -> list[str]:
+        # offline_access is not configured in the developer console: every app may ask for it.
+        if self.scopes is None:
+            return []
+        return [s for s in scopes if s != "offline_access" and s not in self.scopes]
+
+
+@dataclass
+class Account:
+    account_id: str
+    email: str
+    name: str
+    resources: list[dict[str, str]]
+    picture: str
+    nickname: str
+    zoneinfo: str
+    locale: str
+
+    def as_dict(self) -> JsonDict:
+        return {
+            "account_id": self.account_id,
+            "email": self.email,
+            "name": self.name,
+            "resources": [dict(r) for r in self.resources],
+            "picture": self.picture,
+            "nickname": self.nickname,
+            "zoneinfo": self.zoneinfo,
+            "locale": self.locale,
+        }
+
+
+@dataclass
+class Grant:
+    client_id: str
+    account_id: str
+    scopes: tuple[str, ...]
+    created_at: float
+    consented_at: float
+    revoked: bool = False
+    family_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Family:
+    """The tokens descending from one consent: breach detection and expiry act on all of them."""
+
+    client_id: str
+    account_id: str
+    scopes: tuple[str, ...]
+    consented_at: float
+    revoked: bool = False
+    refresh_count: int = 0
+
+    def expired(self, now: float) -> bool:
+        return now >= self.consented_at + ABSOLUTE_LIFETIME
+
+
+@dataclass
+class Code:
+    client_id: str
+    account_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    issued_at: float
+    used: bool = False
+
+
+@dataclass
+class AccessToken:
+    family_id: str
+    expires_at: float
+
+
+@dataclass
+class RefreshToken:
+    family_id: str
+    issued_at: float
+    access_token: str
+    rotated_at: float | None = None
+
+
+@dataclass
+class PendingConsent:
+    client_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    status: int | None
+    headers: Mapping[str, str]
+    body: str | JsonDict | None
+    delay: float
+    drop: bool
+
+    def matches(self, kind: str) -> bool:
+        if self.kind == "any":
+            return True
+        if self.kind == "token":
+            return kind in ("code_exchange", "refresh")
+        return self.kind == kind
+
+    def response(self) -> Response | None:
+        """The fault's own answer, or None when it only delays (or drops) the normal one."""
+        if self.status is None:
+            return None
+        if isinstance(self.body, str):
+            response = Response(self.status, self.body.encode(), "text/html;charset=UTF-8")
+        elif self.body is not None:
+            response = json_response(self.status, self.body)
+        else:
+            response = json_response(
+                self.status, {"error": "injected_fault", "error_description": "Injected fault."}
+            )
+        response.headers.update(self.headers)
+        return response
+
+
+@dataclass
+class Settings:
+    auto_consent: str | None = None
+    consent_account_id: str | None = None
+    access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME
+    invalid_refresh_error: str = "invalid_grant"
+    refresh_omits_refresh_token: bool = False
+
+    def as_dict(self) -> JsonDict:
+        return {
+            "auto_consent": self.auto_consent,
+            "consent_account_id": self.consent_account_id,
+            "access_token_lifetime": self.access_token_lifetime,
+            "invalid_refresh_error": self.invalid_refresh_error,
+            "refresh_omits_refresh_token": self.refresh_omits_refresh_token,
+        }
+
+
+@dataclass
+class _Pending:
+    fault: Fault
+    remaining: int
+
+
+UNAUTHORIZED_API: Final[JsonDict] = {"code": 401, "message": "Unauthorized"}
+BAD_CLIENT: Final[JsonDict] = {"error": "access_denied", "error_description": "Unauthorized"}
+BAD_CODE: Final[JsonDict] = {
+    "error": "invalid_request",
+    "error_description": "authorization_code is invalid",
+}
+DEAD_GRANT_BODIES: Final[dict[str, JsonDict]] = {
+    "invalid_grant": {
+        "error": "invalid_grant",
+        "error_description": "Unknown or invalid refresh token.",
+    },
+    "unauthorized_client": {
+        "error": "unauthorized_client",
+        "error_description": "refresh_token is invalid",
+    },
+}
+# RFC 6749 section 5.1: token responses must not be cached.
+NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+ISSUE_TEMPLATES: Final = (
+    ("Connect the billing service to Jira", "To Do"),
+    ("Refresh tokens rotate on every use", "In Progress"),
+    ("Write the onboarding guide", "Done"),
+)
+
+
+class FakeState:
+    """Apps, accounts, grants, tokens, faults and counters of one fake Atlassian."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        redirect_uris: Iterable[str] | None = None,
+        access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME,
+        auto_consent: str | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = FakeClock()
+        self._initial_app = (
+            client_id,
+            client_secret,
+            None if redirect_uris is None else list(redirect_uris),
+        )
+        self._initial_settings = {
+            "access_token_lifetime": access_token_lifetime,
+            "auto_consent": auto_consent,
+        }
+        self.reset()
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the initial app, accounts and settings; no grants, codes, faults or counts."""
+        with self.lock:
+            self.clock.reset()
+            self.apps: dict[str, App] = {}
+            self.accounts: dict[str, Account] = {}
+            self.grants: dict[tuple[str, str], Grant] = {}
+            self.families: dict[str, Family] = {}
+            self.codes: dict[str, Code] = {}
+            self.access_tokens: dict[str, AccessToken] = {}
+            self.refresh_tokens: dict[str, RefreshToken] = {}
+            self.pending_consents: dict[str, PendingConsent] = {}
+            self.faults: deque[_Pending] = deque()
+            self._counts = dict.fromkeys(KINDS, 0)
+            self._log: deque[JsonDict] = deque(maxlen=REQUESTS_LOG_LIMIT)
+            self.settings = Settings()
+            self.update_settings(self._initial_settings)
+            client_id, client_secret, redirect_uris = self._initial_app
+            self.register_app(client_id, client_secret, redirect_uris)
+            for account in default_accounts():
+                self.add_account(**account)
+
+    def update_settings(self, values: Mapping[str, Any]) -> JsonDict:
+        """Validate and apply any of the ``Settings`` fields; returns all settings."""
+        with self.lock:
+            unknown = set(values) - set(Settings().as_dict())
+            if unknown:
+                raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            new = Settings(**{**self.settings.as_dict(), **values})
+            if new.auto_consent not in (None, *AUTO_CONSENT_CHOICES):
+                raise ValueError("auto_consent must be None, 'accept' or 'decline'")
+            if new.consent_account_id is not None and new.consent_account_id not in self.accounts:
+                raise ValueError(f"consent_account_id {new.consent_account_id!r} is no account")
+            lifetime = new.access_token_lifetime
+            if isinstance(lifetime, bool) or not isinstance(lifetime, int) or lifetime <= 0:
+                raise ValueError("access_token_lifetime must be a positive int (seconds)")
+            if new.invalid_refresh_error not in DEAD_GRANT_ERRORS:
+                raise ValueError(f"invalid_refresh_error must be one of {DEAD_GRANT_ERRORS}")
+            if not isinstance(new.refresh_omits_refresh_token, bool):
+                raise ValueError("refresh_omits_refresh_token must be a bool")
+            self.settings = new
+            return new.as_dict()
+
+    def register_app(
+        self,
+        client_id: str,
+        client_secret: str,
+        redirect_uris: Iterable[str] | None = None,
+        scopes: Iterable[str] | None = None,
+    ) -> None:
+        """Add or replace an app; a changed scope set revokes its grants, as Atlassian does."""
+        if not client_id or not client_secret:
+            raise ValueError("client_id and client_secret must not be empty")
+        if isinstance(redirect_uris, str) or isinstance(scopes, str):
+            raise ValueError("redirect_uris and scopes are lists, not strings")
+        app = App(
+            client_id,
+            client_secret,
+            None if redirect_uris is None else list(redirect_uris),
+            None if scopes is None else frozenset(scopes),
+        )
+        with self.lock:
+            old = self.apps.get(client_id)
+            if old is not None and old.scopes != app.scopes:
+                # ATLASSIAN.md: changing an app's scopes forces every user to consent again.
+                for grant in list(self.grants.values()):
+                    if grant.client_id == client_id:
+                        self._revoke(grant)
+            self.apps[client_id] = app
+
+    def add_account(
+        self,
+        account_id: str,
+        email: str,
+        name: str,
+        resources: Iterable[Mapping[str, str]] = (),
+        *,
+        picture: str | None = None,
+        nickname: str | None = None,
+        zoneinfo: str = "Europe/London",
+        locale: str = "en-GB",
+    ) -> JsonDict:
+        """Add or replace an account; a resource's ``product`` ("jira" if absent) decides whether
+        ``/ex/jira/{id}`` reaches it; it is not shown in accessible-resources."""
+        if not account_id:
+            raise ValueError("account_id must not be empty")
+        checked = []
+        for resource in resources:
+            missing = {"id", "name", "url"} - set(resource)
+            if missing:
+                raise ValueError(f"resource lacks {', '.join(sorted(missing))}")
+            checked.append({"avatarUrl": AVATAR_URL, **{k: str(v) for k, v in resource.items()}})
+        account = Account(
+            account_id=account_id,
+            email=email,
+            name=name,
+            resources=checked,
+            picture=picture or f"https://avatar-management.example/{account_id}/128",
+            nickname=nickname or name.split(" ")[0],
+            zoneinfo=zoneinfo,
+            locale=locale,
+        )
+        with self.lock:
+            self.accounts[account_id] = account
+            return account.as_dict()
+
+    def inject(
+        self,
+        kind: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: str | Mapping[str, Any] | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Queue a fault for the next ``times`` requests of ``kind`` (FIFO among faults)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {sorted(FAULT_KINDS)}")
+        if status is not None and (
+            isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+        ):
+            raise ValueError("status must be an HTTP status code")
+        if body is not None and not isinstance(body, str | Mapping):
+            raise ValueError("body must be a str, a dict or None")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError("times must be a positive int")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise ValueError("delay must be a number of seconds >= 0")
+        fault = Fault(
+            kind=kind,
+            status=status,
+            headers={str(k): str(v) for k, v in (headers or {}).items()},
+            body=dict(body) if isinstance(body, Mapping) else body,
+            delay=float(delay),
+            drop=bool(drop),
+        )
+        with self.lock:
+            self.faults.append(_Pending(fault, times))
+
+    # ---- bookkeeping --------------------------------------------------------------------------
+
+    def begin_request(
+        self, kind: str, method: str, path: str, extra: Mapping[str, str | None]
+    ) -> tuple[JsonDict, Fault | None]:
+        """Count a request and take the first queued fault for its kind, in one step."""
+        entry: JsonDict = {"kind": kind, "method": method, "path": path, "status": None}
+        entry.update({k: v for k, v in extra.items() if v is not None})
+        with self.lock:
+            self._counts[kind] += 1
+            self._log.append(entry)
+            for pending in self.faults:
+                if pending.fault.matches(kind):
+                    pending.remaining -= 1
+                    if pending.remaining == 0:
+                        self.faults.remove(pending)
+                    return entry, pending.fault
+        return entry, None
+
+    def finish_request(self, entry: JsonDict, status: int) -> None:
+        with self.lock:
+            entry["status"] = status
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self._counts)
+
+    def requests_log(self) -> list[JsonDict]:
+        with self.lock:
+            return [dict(entry) for entry in self._log]
+
+    # ---- /authorize -------------------------------------------------------------------------
+
+    def authorize(self, query: Mapping[str, list[str]]) -> Response:
+        """Validate a consent request; show the consent page or act on ``auto_consent``."""
+
+        def param(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values and values[0] else None
+
+        with self.lock:
+            audience = param("audience")
+            if audience != AUDIENCE:
+                return _bad_authorize("audience", audience, f"must be {AUDIENCE}")
+            client_id = param("client_id")
+            app = self.apps.get(client_id or "")
+            if app is None:
+                return _bad_authorize("client_id", client_id, "is not a registered app")
+            scopes = split_scopes(param("scope") or "")
+            if not scopes:
+                return _bad_authorize("scope", None, "")
+            redirect_uri = param("redirect_uri")
+            problem = _redirect_uri_problem(app, redirect_uri)
+            if problem or redirect_uri is None:
+                return _bad_authorize("redirect_uri", redirect_uri, problem)
+            state = param("state")
+            if state is None:
+                return _bad_authorize("state", None, "")
+            response_type = param("response_type")
+            if response_type != "code":
+                return _bad_authorize("response_type", response_type, "must be code")
+            prompt = param("prompt")
+            if prompt != "consent":
+                return _bad_authorize("prompt", prompt, "must be consent")
+            # From here on redirect_uri is verified, so errors may go back to the client.
+            disallowed = app.disallowed(scopes)
+            if disallowed:
+                return redirect_response(
+                    with_query(
+                        redirect_uri,
+                        {
+                            "error": "invalid_scope",
+                            "error_description": f"Scope not allowed: {' '.join(disallowed)}",
+                            "state": state,
+                        },
+                    )
+                )
+            now = self.clock.now()
+            pending = PendingConsent(app.client_id, redirect_uri, scopes, state, now)
+            if self.settings.auto_consent is not None:
+                return self._decide(pending, self.settings.auto_consent, None)
+            self._purge(now)
+            consent_id = secrets.token_urlsafe(24)
+            self.pending_consents[consent_id] = pending
+            return self._consent_page(consent_id, pending)
+
+    def consent_decision(self, form: Mapping[str, str]) -> Response:
+        """The consent form's answer: redirect with a code, or with ``error=access_denied``."""
+        decision = form.get("decision")
+        if decision not in AUTO_CONSENT_CHOICES:
+            return _error_page(400, "The decision must be accept or decline.")
+        with self.lock:
+            pending = self.pending_consents.pop(form.get("consent_id", ""), None)
+            if pending is None or self.clock.now() - pending.created_at > PENDING_CONSENT_LIFETIME:
+                return _error_page(400, "This consent request is unknown, used or expired.")
+            return self._decide(pending, decision, form.get("account_id") or None)
+
+    def _decide(self, pending: PendingConsent, decision: str, account_id: str | None) -> Response:
+        if decision == "decline":
+            return redirect_response(
+                with_query(
+                    pending.redirect_uri,
+                    {
+                        "error": "access_denied",
+                        "error_description": "User did not authorize the request",
+                        "state": pending.state,
+                    },
+                )
+            )
+        account = self._consenting_account(account_id)
+        app = self.apps.get(pending.client_id)
+        if account is None or app is None:
+            return _error_page(400, "No such account (or the app was removed meanwhile).")
+        now = self.clock.now()
+        self._consent(app, account.account_id, pending.scopes, now)
+        self._purge(now)
+        code = new_token()
+        self.codes[code] = Code(
+            app.client_id, account.account_id, pending.redirect_uri, pending.scopes, now
+        )
+        return redirect_response(
+            with_query(pending.redirect_uri, {"code": code, "state": pending.state})
+        )
+
+    def _consenting_account(self, account_id: str | None) -> Account | None:
+        wanted = account_id or self.settings.consent_account_id
+        if wanted is not None:
+            return self.accounts.get(wanted)
+        return next(iter(self.accounts.values()), None)
+
+    def _consent_page(self, consent_id: str, pending: PendingConsent) -> Response:
+        esc = html.escape
+        chosen = self._consenting_account(None)
+        options = "\n".join(
+            f'<option value="{esc(a.account_id)}"{" selected" if a is chosen else ""}>'
+            f"{esc(a.name)} &lt;{esc(a.email)}&gt;</option>"
+            for a in self.accounts.values()
+        )
+        scopes = "\n".join(f"<li><code>{esc(s)}</code></li>" for s in pending.scopes)
+        body = f"""<h1>Fake Atlassian consent</h1>
+<p>The app <strong id="client-id">{esc(pending.client_id)}</strong> wants to access your
+Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</code>.</p>
+<ul id="scopes">
+{scopes}
+</ul>
+<form method="post" action="/authorize">
+<input type="hidden" name="consent_id" value="{esc(consent_id)}">
+<p><label for="account_id">Account</label>
+<select id="account_id" name="account_id">
+{options}
+</select></p>
+<p><button type="submit" name="decision" value="accept">Accept</button>
+<button type="submit" name="decision" value="decline">Decline</button></p>
+</form>"""
+        response = html_response(200, "Fake Atlassian consent", body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _consent(self, app: App, account_id: str, scopes: tuple[str, ...], now: float) -> Grant:
+        grant = self.grants.get((app.client_id, account_id))
+        if grant is None:
+            grant = Grant(app.client_id, account_id, scopes, created_at=now, consented_at=now)
+            self.grants[(app.client_id, account_id)] = grant
+        else:
+            # Consenting after "Connected apps" removal revives the grant, not its old families.
+            grant.scopes, grant.consented_at, grant.revoked = scopes, now, False
+        return grant
+
+    def _purge(self, now: float) -> None:
+        for code, record in list(self.codes.items()):
+            if now - record.issued_at > CODE_LIFETIME:
+                del self.codes[code]
+        for consent_id, pending in list(self.pending_consents.items()):
+            if now - pending.created_at > PENDING_CONSENT_LIFETIME:
+                del self.pending_consents[consent_id]
+
+    # ---- /oauth/token -----------------------------------------------------------------------
+
+    def token(self, params: Mapping[str, str], basic: tuple[str, str] | None = None) -> Response:
+        """The token endpoint for ``authorization_code`` and ``refresh_token`` grants."""
+        grant_type = params.get("grant_type")
+        if grant_type not in ("authorization_code", "refresh_token"):
+            return json_response(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant_type must be authorization_code or refresh_token",
+                },
+                NO_STORE,
+            )
+        with self.lock:
+            app = self._authenticate(params, basic)
+            if app is None:
+                return json_response(401, BAD_CLIENT, NO_STORE)
+            if grant_type == "authorization_code":
+                return self._exchange_code(app, params)
+            return self._refresh(app, params)
+
+    def _authenticate(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> App | None:
+        # Atlassian documents credentials in the body; HTTP Basic is RFC 6749's other way (and
+        # what requests-oauthlib sends by default), so it is accepted when the body has none.
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        if secret is None and basic is not None:
+            if client_id not in (None, basic[0]):
+                return None
+            client_id, secret = basic
+        app = self.apps.get(client_id or "")
+        if app is None or secret is None:
+            return None
+        if not secrets.compare_digest(app.client_secret.encode(), secret.encode()):
+            return None
+        return app
+
+    def _exchange_code(self, app: App, params: Mapping[str, str]) -> Response:
+        now = self.clock.now()
+        record = self.codes.get(params.get("code") or "")
+        grant = None if record is None else self.grants.get((record.client_id, record.account_id))
+        if (
+            record is None
+            or grant is None
+            or grant.revoked
+            or record.used
+            or record.client_id != app.client_id
+            or now - record.issued_at > CODE_LIFETIME
+            or params.get("redirect_uri") != record.redirect_uri
+        ):
+            # Atlassian answers every bad code alike; so does the fake, whatever the reason.
+            return json_response(400, BAD_CODE, NO_STORE)
+        record.used = True
+        family_id = self._new_family(grant, record.scopes, record.issued_at)
+        return json_response(200, self._issue(family_id, now), NO_STORE)
+
+    def _refresh(self, app: App, params: Mapping[str, str]) -> Response:
+        presented = params.get("refresh_token")
+        if not presented:
+            return json_response(
+                400,
+                {"error": "invalid_request", "error_description": "refresh_token is missing"},
+                NO_STORE,
+            )
+        dead = json_response(403, DEAD_GRANT_BODIES[self.settings.invalid_refresh_error], NO_STORE)
+        now = self.clock.now()
+        record = self.refresh_tokens.get(presented)
+        family = None if record is None else self.families[record.family_id]
+        # A token of another client is simply unknown to this one.
+        if record is None or family is None or family.client_id != app.client_id:
+            return dead
+        if family.revoked or family.expired(now) or now >= record.issued_at + REFRESH_INACTIVITY:
+            return dead
+        if record.rotated_at is not None and now - record.rotated_at > REFRESH_REUSE_LEEWAY:
+            # Breach detection: a rotated token replayed late kills the whole family.
+            family.revoked = True
+            return dead
+        previous = self.access_tokens.get(record.access_token)
+        if previous is not None:
+            previous.expires_at = min(previous.expires_at, now + REFRESH_REUSE_LEEWAY)
+        family.refresh_count += 1
+        if self.settings.refresh_omits_refresh_token:
+            # The client must keep using the presented token, so it is not rotated.
+            payload = self._issue(record.family_id, now, with_refresh=False)
+            record.access_token = payload["access_token"]
+        else:
+            if record.rotated_at is None:
+                record.rotated_at = now
+            payload = self._issue(record.family_id, now)
+        return json_response(200, payload, NO_STORE)
+
+    def _new_family(self, grant: Grant, scopes: tuple[str, ...], consented_at: float) -> str:
+        family_id = secrets.token_urlsafe(12)
+        self.families[family_id] = Family(
+            grant.client_id, grant.account_id, scopes, consented_at=consented_at
+        )
+        grant.family_ids.append(family_id)
+        return family_id
+
+    def _issue(self, family_id: str, now: float, *, with_refresh: bool = True) -> JsonDict:
+        family = self.families[family_id]
+        lifetime = self.settings.access_token_lifetime
+        access = new_token()
+        self.access_tokens[access] = AccessToken(family_id, now + lifetime)
+        payload: JsonDict = {
+            "access_token": access,
+            "expires_in": lifetime,
+            "token_type": "Bearer",
+            "scope": " ".join(family.scopes),
+        }
+        if with_refresh and "offline_access" in family.scopes:
+            refresh = new_token()
+            self.refresh_tokens[refresh] = RefreshToken(family_id, now, access)
+            payload["refresh_token"] = refresh
+        return payload
+
+    # ---- API host ---------------------------------------------------------------------------
+
+    def _bearer(self, token: str | None) -> tuple[Family, Account] | None:
+        record = self.access_tokens.get(token or "")
+        if record is None:
+            return None
+        now = self.clock.now()
+        family = self.families[record.family_id]
+        if family.revoked or family.expired(now) or now >= record.expires_at:
+            return None
+        account = self.accounts.get(family.account_id)
+        return None if account is None else (family, account)
+
+    def accessible_resources(self, token: str | None) -> Response:
+        """The sites the token's grant reaches; one cloud id may be listed once per product."""
+        with self.lock:
+            found = self._bearer(token)
+            if found is None:
+                return _unauthorized()
+            family, account = found
+            # Every entry lists the grant's product scopes, duplicated cloud ids included.
+            granted = [s for s in family.scopes if s not in NON_PRODUCT_SCOPES]
+            listed = [
+                {
+                    "id": r["id"],
+                    "name": r["name"],
+                    "url": r["url"],
+                    "scopes": granted,
+                    "avatarUrl": r["avatarUrl"],
+                }
+                for r in account.resources
+            ]
+            return json_response(200, listed)
+
+    def me(self, token: str | None) -> Response:
+        """The User Identity API profile; needs ``read:me`` in the grant."""
+        with self.lock:
+            found = self._bearer(token)
+            if found is None:
+                return _unauthorized()
+            family, account = found
+            if "read:me" not in family.scopes:
+                return json_response(403, {"code": 403, "message": "Forbidden: scope read:me"})
+            return json_response(
+                200,
+                {
+                    "account_type": "atlassian",
+                    "account_id": account.account_id,
+                    "email": account.email,
+                    "email_verified": True,
+                    "name": account.name,
+                    "picture": account.picture,
+                    "account_status": "active",
+                    "nickname": account.nickname,
+                    "zoneinfo": account.zoneinfo,
+                    "locale": account.locale,
+                    "extended_profile": {},
+                },
+            )
+
+    def jira(
+        self, token: str | None, cloud_id: str, rest_path: str, query: Mapping[str, list[str]]
+    ) -> Response:
+        """``/ex/jira/{cloud_id}{rest_path}``: ``myself``, ``search`` and ``search/jql``."""
+        with self.lock:
+            found = self._bearer(token)
+            if found is None:
+                return _unauthorized()
+            _, account = found
+            site = next(
+                (
+                    r
+                    for r in account.resources
+                    if r["id"] == cloud_id and r.get("product", "jira") == "jira"
+                ),
+                None,
+            )
+            if site is None:
+                return json_response(404, {"code": 404, "message": "Not Found"})
+            if rest_path == "/rest/api/3/myself":
+                return json_response(200, _jira_user(site, account))
+            if rest_path in ("/rest/api/3/search", "/rest/api/3/search/jql"):
+                return _jira_search(site, query, rest_path.endswith("/jql"))
+            return json_response(
+                404, {"errorMessages": ["No fake for this Jira endpoint."], "errors": {}}
+            )
+
+    # ---- test helpers -----------------------------------------------------------------------
+
+    def mint_grant(self, client_id: str, account_id: str, scopes: str | Iterable[str]) -> JsonDict:
+        """The token response a consent plus code exchange would give, without the browser."""
+        wanted = split_scopes(scopes)
+        with self.lock:
+            app = self.apps.get(client_id)
+            if app is None:
+                raise ValueError(f"unknown client_id {client_id!r}")
+            if account_id not in self.accounts:
+                raise ValueError(f"unknown account_id {account_id!r}")
+            if not wanted:
+                raise ValueError("scopes must not be empty")
+            disallowed = app.disallowed(wanted)
+            if disallowed:
+                raise ValueError(f"scopes not allowed for this app: {' '.join(disallowed)}")
+            now = self.clock.now()
+            grant = self._consent(app, account_id, wanted, now)
+            return self._issue(self._new_family(grant, wanted, now), now)
+
+    def revoke_grant(self, client_id: str, account_id: str) -> bool:
+        """Kill every token of the grant, as removing the app in "Connected apps" does."""
+        with self.lock:
+            grant = self.grants.get((client_id, account_id))
+            if grant is None:
+                return False
+            self._revoke(grant)
+            return True
+
+    def _revoke(self, grant: Grant) -> None:
+        grant.revoked = True
+        for family_id in grant.family_ids:
+            self.families[family_id].revoked = True
+        for code, record in list(self.codes.items()):
+            if (record.client_id, record.account_id) == (grant.client_id, grant.account_id):
+                del self.codes[code]
+
+    def grant_info(self, client_id: str, account_id: str) -> JsonDict | None:
+        """What a test may assert about a grant, without any token value."""
+        with self.lock:
+            grant = self.grants.get((client_id, account_id))
+            if grant is None:
+                return None
+            now = self.clock.now()
+            families = [self.families[f] for f in grant.family_ids]
+            return {
+                "client_id": grant.client_id,
+                "account_id": grant.account_id,
+                "revoked": grant.revoked,
+                "scopes": list(grant.scopes),
+                "families": len(families),
+                "live_families": sum(1 for f in families if not f.revoked and not f.expired(now)),
+                "refresh_count": sum(f.refresh_count for f in families),
+                "created_at": grant.created_at,
+                "consented_at": grant.consented_at,
+            }
+
+
+def _redirect_uri_problem(app: App, redirect_uri: str | None) -> str:
+    if redirect_uri is None:
+        return "is missing"
+    parts = urlsplit(redirect_uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an absolute http(s) URL"
+    if parts.fragment:
+        # RFC 6749 section 3.1.2: a redirection endpoint must not include a fragment.
+        return "must not contain a fragment"
+    if app.redirect_uris is not None and redirect_uri not in app.redirect_uris:
+        return "does not match the app's callback URL"
+    return ""
+
+
+def _bad_authorize(name: str, value: str | None, problem: str) -> Response:
+    # Never redirect here: the redirect_uri is not verified yet (an open redirect otherwise).
+    if value is None:
+        sentence = f"The parameter <code>{name}</code> is missing."
+    else:
+        sentence = f"The parameter <code>{name}</code> {html.escape(problem)}."
+    response = _error_page(400, sentence)
+    response.headers["X-Fake-Atlassian-Invalid-Parameter"] = name
+    return response
+
+
+def _error_page(status: int, sentence_html: str) -> Response:
+    return html_response(
+        status,
+        "Fake Atlassian: invalid request",
+        f"<h1>Something went wrong</h1>\n<p>{sentence_html}</p>",
+    )
+
+
+def _unauthorized() -> Response:
+    return json_response(401, UNAUTHORIZED_API, {"WWW-Authenticate": "Bearer"})
+
+
+def _jira_user(site: Mapping[str, str], account: Account) -> JsonDict:
+    return {
+        "self": f"{site['url']}/rest/api/3/user?accountId={account.account_id}",
+        "accountId": account.account_id,
+        "accountType": "atlassian",
+        "emailAddress": account.email,
+        "displayName": account.name,
+        "active": True,
+        "timeZone": account.zoneinfo,
+        "locale": account.locale.replace("-", "_"),
+        "avatarUrls": {"48x48": account.picture},
+    }
+
+
+def _jira_search(site: Mapping[str, str], query: Mapping[str, list[str]], jql: bool) -> Response:
+    def number(name: str, default: int) -> int:
+        values = query.get(name)
+        return int(values[0]) if values and values[0] else default
+
+    try:
+        start_at, max_results = number("startAt", 0), number("maxResults", 50)
+    except ValueError:
+        return json_response(
+            400, {"errorMessages": ["startAt and maxResults must be integers."], "errors": {}}
+        )
+    start_at, max_results = max(start_at, 0), min(max(max_results, 0), 100)
+    prefix = "".join(c for c in site["name"].upper() if c.isalnum()) or "FAKE"
+    issues = [
+        {
+            "id": str(10000 + n),
+            "key": f"{prefix}-{n}",
+            "self": f"{site['url']}/rest/api/3/issue/{10000 + n}",
+            "fields": {"summary": summary, "status": {"name": status}},
+        }
+        for n, (summary, status) in enumerate(ISSUE_TEMPLATES, start=1)
+    ]
+    page = issues[start_at : start_at + max_results]
+    payload: JsonDict = {
+        "issues": page,
+        "total": len(issues),
+        "startAt": start_at,
+        "maxResults": max_results,
+    }
+    if jql:
+        # The newer endpoint pages with isLast (and nextPageToken) instead of counting.
+        payload["isLast"] = start_at + len(page) >= len(issues)
+    return json_response(200, payload)
