@@ -771,8 +771,9 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
         if family.revoked or family.expired(now) or now >= record.issued_at + REFRESH_INACTIVITY:
             return dead
         if record.rotated_at is not None and now - record.rotated_at > REFRESH_REUSE_LEEWAY:
-            # Breach detection: a rotated token replayed late kills the whole family.
-            family.revoked = True
+            # Breach detection: ATLASSIAN.md says reuse outside the leeway revokes the whole
+            # grant (every family of it), and the user must consent again.
+            self._revoke(self.grants[(family.client_id, family.account_id)])
             return dead
         previous = self.access_tokens.get(record.access_token)
         if previous is not None:

@@ -74,6 +74,21 @@ def test_a_rotated_token_reused_after_the_leeway_revokes_the_whole_family(oauth:
     assert info["live_families"] == 0
 
 
+def test_late_reuse_revokes_the_whole_grant_not_only_its_family(oauth: OAuth) -> None:
+    first = oauth.mint()
+    other_consent = oauth.mint()  # a second consent: another family of the same grant
+    oauth.refresh(first["refresh_token"])
+    oauth.fake.clock.advance(REFRESH_REUSE_LEEWAY + 5)
+
+    oauth.refresh(first["refresh_token"])
+
+    survivor = oauth.refresh(other_consent["refresh_token"])
+    assert_dead(survivor.json(), survivor.status_code)
+    info = oauth.fake.grant_info(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
+    assert info is not None
+    assert info["revoked"] is True
+
+
 def test_a_refresh_token_unused_for_90_days_is_dead(oauth: OAuth) -> None:
     tokens = oauth.mint()
     oauth.fake.clock.advance(REFRESH_INACTIVITY + 1)
