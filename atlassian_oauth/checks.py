@@ -118,15 +118,19 @@ def _http_callback_warning(where: str) -> Warning:
 
 
 @register(Tags.database)
-def check_site_apps(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def check_site_apps(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """Runs with ``manage.py check --database default`` (it reads the AtlassianApp rows)."""
     from .models import AtlassianApp
 
     warnings: list[CheckMessage] = []
-    try:
-        rows = list(AtlassianApp.objects.select_related("site"))
-    except DatabaseError:
-        return []  # not migrated yet: `migrate` will say so
+    rows: list[AtlassianApp] = []
+    for alias in databases or ():
+        try:
+            rows += AtlassianApp.objects.using(alias).select_related("site")
+        except DatabaseError:
+            continue  # not migrated yet: `migrate` will say so
     for row in rows:
         where = f"the Atlassian app of site {row.site.domain!r}"
         for error in _scope_errors(row.scopes.split() or conf.SCOPES, where):

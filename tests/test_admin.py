@@ -1,0 +1,147 @@
+"""Admin: the per-site app's secret is write-only, health is visible, no page shows a token."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.sites.models import Site
+from django.db import connection as db
+
+from atlassian_oauth.models import AtlassianApp, Connection, Event, Grant
+from demo_site.demo_data import seed
+from tests.flow_helpers import connect
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    seed()
+    client.force_login(get_user_model().objects.get(username="admin"))
+    return client
+
+
+@pytest.fixture
+def connected(admin_client, fake_atlassian):
+    """The admin's own connection, made through the real round trip."""
+    fake_atlassian.auto_consent = "accept"
+    connect(admin_client)
+    return Grant.objects.get()
+
+
+def get(client, path):
+    response = client.get(path, HTTP_HOST="localhost")
+    assert response.status_code == 200, path
+    return response.text
+
+
+def test_adding_a_site_app_stores_the_secret_encrypted(admin_client):
+    site = Site.objects.get(domain="127.0.0.1")
+    response = admin_client.post(
+        "/admin/atlassian_oauth/atlassianapp/add/",
+        {
+            "site": site.pk,
+            "client_id": "globex-app",
+            "new_client_secret": "globex-secret-value",
+            "scopes": "read:jira-work read:me offline_access",
+            "callback_url": "https://globex.example/atlassian/callback/",
+        },
+        HTTP_HOST="localhost",
+    )
+    assert response.status_code == 302, response.text
+    app = AtlassianApp.objects.get()
+    assert app.client_secret == "globex-secret-value"
+    with db.cursor() as cursor:
+        cursor.execute("SELECT client_secret FROM atlassian_oauth_atlassianapp")
+        (raw,) = cursor.fetchone()
+    assert "globex-secret-value" not in raw
+
+
+def test_a_new_site_app_needs_a_secret(admin_client):
+    response = admin_client.post(
+        "/admin/atlassian_oauth/atlassianapp/add/",
+        {"site": Site.objects.get(domain="127.0.0.1").pk, "client_id": "x"},
+        HTTP_HOST="localhost",
+    )
+    assert response.status_code == 200
+    assert "A new app needs its client secret." in response.text
+    assert AtlassianApp.objects.count() == 0
+
+
+def test_the_secret_is_never_shown_and_empty_keeps_it(admin_client):
+    app = AtlassianApp.objects.create(
+        site=Site.objects.get(domain="127.0.0.1"), client_id="globex-app", client_secret="keep-me"
+    )
+    path = f"/admin/atlassian_oauth/atlassianapp/{app.pk}/change/"
+    page = get(admin_client, path)
+    assert "keep-me" not in page
+    assert 'type="password"' in page
+    response = admin_client.post(
+        path,
+        {"site": app.site_id, "client_id": "globex-app", "new_client_secret": "", "scopes": ""},
+        HTTP_HOST="localhost",
+    )
+    assert response.status_code == 302
+    app.refresh_from_db()
+    assert app.client_secret == "keep-me"
+    admin_client.post(
+        path,
+        {"site": app.site_id, "client_id": "globex-app", "new_client_secret": "new-one"},
+        HTTP_HOST="localhost",
+    )
+    app.refresh_from_db()
+    assert app.client_secret == "new-one"
+    assert "keep-me" not in get(admin_client, "/admin/atlassian_oauth/atlassianapp/")
+
+
+def test_no_admin_page_shows_a_token(admin_client, connected):
+    secrets = [connected.access_token, connected.refresh_token]
+    with db.cursor() as cursor:
+        cursor.execute("SELECT access_token, refresh_token FROM atlassian_oauth_grant")
+        secrets += list(cursor.fetchone())  # the ciphertexts too
+    connection = Connection.objects.get()
+    pages = [
+        "/admin/atlassian_oauth/grant/",
+        f"/admin/atlassian_oauth/grant/{connected.pk}/change/",
+        "/admin/atlassian_oauth/connection/",
+        f"/admin/atlassian_oauth/connection/{connection.pk}/change/",
+        "/admin/atlassian_oauth/event/",
+    ]
+    for path in pages:
+        page = get(admin_client, path)
+        for secret in secrets:
+            assert secret not in page, path
+
+
+def test_grant_list_shows_health(admin_client, connected):
+    page = get(admin_client, "/admin/atlassian_oauth/grant/")
+    assert "atlassian-oauth-health-ok" in page and "Healthy" in page
+    Grant.objects.update(status=Grant.Status.NEEDS_RECONNECT)
+    page = get(admin_client, "/admin/atlassian_oauth/grant/?status__exact=needs_reconnect")
+    assert "Needs reconnect" in page and "ada@example.com" in page
+
+
+def test_the_disconnect_action_logs_the_event(admin_client, connected):
+    connection = Connection.objects.get()
+    response = admin_client.post(
+        "/admin/atlassian_oauth/connection/",
+        {"action": "disconnect_selected", "_selected_action": [connection.pk]},
+        HTTP_HOST="localhost",
+    )
+    assert response.status_code == 302
+    assert Connection.objects.count() == Grant.objects.count() == 0
+    event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
+    assert event.actor == Event.Actor.ADMIN
+
+
+def test_the_event_log_is_read_only(admin_client, connected):
+    event = Event.objects.first()
+    assert event is not None
+    response = admin_client.post(
+        f"/admin/atlassian_oauth/event/{event.pk}/change/",
+        {"message": "rewritten"},
+        HTTP_HOST="localhost",
+    )
+    assert response.status_code == 403
+    event.refresh_from_db()
+    assert event.message != "rewritten"

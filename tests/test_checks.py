@@ -1,0 +1,115 @@
+"""System checks: each misconfiguration gives its stable id."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.sites.models import Site
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from atlassian_oauth.checks import check_settings, check_site_apps
+from atlassian_oauth.crypto import generate_key
+from atlassian_oauth.models import AtlassianApp
+
+
+def ids(messages) -> set[str]:
+    return {message.id for message in messages}
+
+
+@pytest.fixture
+def options(settings):
+    """A valid configuration that each test breaks in one way."""
+    settings.ATLASSIAN_OAUTH = {
+        "CLIENT_ID": "id",
+        "CLIENT_SECRET": "secret",
+        "ENCRYPTION_KEYS": [generate_key()],
+    }
+    return settings
+
+
+def test_a_valid_configuration_passes(options):
+    assert check_settings() == []
+
+
+def test_missing_offline_access_is_e001(options):
+    options.ATLASSIAN_OAUTH["SCOPES"] = "read:jira-work read:me"
+    (error,) = check_settings()
+    assert error.id == "atlassian_oauth.E001"
+    assert "refresh token" in error.msg
+
+
+def test_missing_read_me_is_e005(options):
+    options.ATLASSIAN_OAUTH["SCOPES"] = "read:jira-work offline_access"
+    assert ids(check_settings()) == {"atlassian_oauth.E005"}
+
+
+@pytest.mark.parametrize("keys", [[], ["not-a-key"], ["id:" + "A" * 10]])
+def test_missing_or_malformed_key_is_e002(options, keys):
+    options.ATLASSIAN_OAUTH["ENCRYPTION_KEYS"] = keys
+    (error,) = check_settings()
+    assert error.id == "atlassian_oauth.E002"
+    assert "generate-key" in error.hint
+    for key in keys:
+        assert key not in error.msg  # never echo a key, even a broken one
+
+
+@pytest.mark.parametrize("missing", ["CLIENT_ID", "CLIENT_SECRET"])
+def test_half_the_credentials_is_e003(options, missing):
+    options.ATLASSIAN_OAUTH[missing] = ""
+    (error,) = check_settings()
+    assert error.id == "atlassian_oauth.E003"
+    assert missing in error.msg
+
+
+def test_no_default_credentials_is_only_a_warning(options):
+    options.ATLASSIAN_OAUTH.update(CLIENT_ID="", CLIENT_SECRET="")
+    assert ids(check_settings()) == {"atlassian_oauth.W001"}
+
+
+def test_missing_sites_framework_is_e004(options):
+    installed = [app for app in options.INSTALLED_APPS if app != "django.contrib.sites"]
+    from django.apps import apps
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(apps, "is_installed", lambda name: name in installed)
+        assert "atlassian_oauth.E004" in ids(check_settings())
+
+
+def test_http_callback_without_debug_is_w002(options):
+    options.ATLASSIAN_OAUTH["CALLBACK_URL"] = "http://example.com/atlassian/callback/"
+    options.DEBUG = False
+    assert ids(check_settings()) == {"atlassian_oauth.W002"}
+    options.DEBUG = True
+    assert check_settings() == []
+
+
+def test_a_setting_of_the_wrong_type_is_e006(options):
+    options.ATLASSIAN_OAUTH["HTTP_TIMEOUT"] = "soon"
+    (error,) = check_settings()
+    assert error.id == "atlassian_oauth.E006"
+    assert "HTTP_TIMEOUT" in error.msg
+
+
+@pytest.mark.django_db
+def test_a_site_app_without_offline_access_or_https_is_w003(options):
+    site = Site.objects.create(domain="tenant.example", name="Tenant")
+    AtlassianApp.objects.create(
+        site=site,
+        client_id="tenant-app",
+        client_secret="s3cret",
+        scopes="read:jira-work read:me",
+        callback_url="http://tenant.example/atlassian/callback/",
+    )
+    options.DEBUG = False
+    warnings = check_site_apps(databases=["default"])
+    assert check_site_apps(databases=None) == []  # plain `check` does not read the database
+    assert ids(warnings) == {"atlassian_oauth.W003"}
+    assert len(warnings) == 2
+    assert any("offline_access" in w.msg for w in warnings)
+    assert any("http://" in w.msg for w in warnings)
+
+
+def test_manage_py_check_reports_e001(options):
+    options.ATLASSIAN_OAUTH["SCOPES"] = "read:me"
+    with pytest.raises(SystemCheckError, match="atlassian_oauth.E001"):
+        call_command("check")
