@@ -2,13 +2,13 @@
 
 | id | what |
 |---|---|
-| atlassian_oauth.E001 | ``offline_access`` missing from the scopes: Atlassian sends no refresh token |
+| atlassian_oauth.E001 | ``offline_access`` missing from the scopes: no refresh token comes |
 | atlassian_oauth.E002 | no encryption key, or a malformed one |
 | atlassian_oauth.E003 | a client id without a secret, or a secret without an id |
 | atlassian_oauth.E004 | ``django.contrib.sites`` is not installed |
-| atlassian_oauth.E005 | ``read:me`` missing from the scopes: the app cannot tell whose account it is |
+| atlassian_oauth.E005 | ``read:me`` missing from the scopes: whose account is unknown |
 | atlassian_oauth.E006 | a setting has the wrong type or form |
-| atlassian_oauth.W001 | no default client id and secret: only sites with their own app can connect |
+| atlassian_oauth.W001 | no default client id and secret: only sites with their own app connect |
 | atlassian_oauth.W002 | an ``http://`` callback URL while ``DEBUG`` is off |
 | atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or uses http |
 """
@@ -137,5 +137,7 @@ def check_site_apps(
             warnings.append(Warning(error.msg, hint=error.hint, obj=row, id="atlassian_oauth.W003"))
         if row.callback_url.startswith("http://") and not settings.DEBUG:
             warning = _http_callback_warning(where)
-            warnings.append(Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W003"))
+            warnings.append(
+                Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W003")
+            )
     return warnings

@@ -146,7 +146,9 @@ def accessible_resources(access_token: str) -> list[AccessibleResource]:
             for item in data
         ]
     except (KeyError, TypeError) as error:
-        raise UnexpectedResponse("accessible-resources answered an entry without id or url.") from error
+        raise UnexpectedResponse(
+            "accessible-resources answered an entry without id or url."
+        ) from error
 
 
 def me(access_token: str) -> Profile:
@@ -270,4 +272,3 @@ def _retry_after(response: requests.Response) -> float | None:
     except ValueError:
         return None  # An HTTP-date is allowed by RFC 9110; Atlassian documents seconds.
     return max(0.0, seconds)
-

@@ -11,8 +11,8 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
 from datetime import timedelta
+from typing import NoReturn
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
@@ -75,7 +75,7 @@ def begin(
     AuthorizationState.objects.create(
         state_hash=_digest(state),
         session_binding_hash=_digest(binding),
-        user=user,
+        user_id=user.pk,
         site=site,
         client_id=app.client_id,
         redirect_uri=redirect_uri,
@@ -127,12 +127,36 @@ def complete(
         profile = client.me(tokens.access_token)
         resources = client.accessible_resources(tokens.access_token)
     except client.InvalidCode as exc:
-        _fail(user, site, "invalid_code", _("The sign-in took too long or was already used. Please connect again."), error=str(exc))
+        _fail(
+            user,
+            site,
+            "invalid_code",
+            _("The sign-in took too long or was already used. Please connect again."),
+            error=str(exc),
+        )
     except client.ClientConfigurationError as exc:
         logger.error("Atlassian refused the client credentials of %s: %s", site.domain, exc)
-        _fail(user, site, "configuration", _("Atlassian refused this site's app credentials. An administrator has to fix them; please try again later."), error=str(exc))
+        _fail(
+            user,
+            site,
+            "configuration",
+            _(
+                "Atlassian refused this site's app credentials. An administrator has to fix "
+                "them; please try again later."
+            ),
+            error=str(exc),
+        )
     except client.AtlassianError as exc:
-        _fail(user, site, "atlassian_error", _("Atlassian could not be reached or answered unexpectedly. Please try again in a moment."), error=str(exc))
+        _fail(
+            user,
+            site,
+            "atlassian_error",
+            _(
+                "Atlassian could not be reached or answered unexpectedly. Please try again "
+                "in a moment."
+            ),
+            error=str(exc),
+        )
 
     connection, created = _store(user, site, app.client_id, tokens, profile, resources)
     return Connected(
@@ -148,7 +172,9 @@ def _consume_state(
 ) -> AuthorizationState:
     """The pending flow this state names, deleted so it can never be used again."""
     if not state:
-        _fail(user, site, "missing_state", _("The sign-in link is incomplete. Please connect again."))
+        _fail(
+            user, site, "missing_state", _("The sign-in link is incomplete. Please connect again.")
+        )
     pending = AuthorizationState.objects.filter(state_hash=_digest(state)).first()
     binding = session.get(SESSION_BINDING_KEY, "")
     if (
@@ -160,11 +186,21 @@ def _consume_state(
     ):
         # Unknown, already used, or started by another browser, user or site: never consumed
         # here, so a stranger's state cannot cancel the rightful owner's flow.
-        _fail(user, site, "invalid_state", _("This sign-in link is not valid for you here. Please connect again."))
+        _fail(
+            user,
+            site,
+            "invalid_state",
+            _("This sign-in link is not valid for you here. Please connect again."),
+        )
     # The delete is the single-use guard: of two concurrent callbacks only one deletes the row.
     deleted, _rows = AuthorizationState.objects.filter(pk=pending.pk).delete()
     if not deleted:
-        _fail(user, site, "invalid_state", _("This sign-in link was already used. Please connect again."))
+        _fail(
+            user,
+            site,
+            "invalid_state",
+            _("This sign-in link was already used. Please connect again."),
+        )
     if pending.expires_at < timezone.now():
         _fail(user, site, "expired_state", _("The sign-in took too long. Please connect again."))
     return pending
@@ -233,9 +269,9 @@ def _store(
         for item in resources
     )
 
-    previous = Connection.objects.select_for_update().filter(user=user, site=site).first()
+    previous = Connection.objects.select_for_update().filter(user_id=user.pk, site=site).first()
     if previous is None:
-        connection = Connection.objects.create(user=user, site=site, grant=grant)
+        connection = Connection.objects.create(user_id=user.pk, site=site, grant=grant)
     else:
         old_grant_id = previous.grant_id
         previous.grant = grant

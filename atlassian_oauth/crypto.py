@@ -32,6 +32,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "EncryptionError",
+    "Key",
     "KeyConfigurationError",
     "KeyRing",
     "MissingKeyError",
@@ -90,7 +91,9 @@ class UnknownKeyError(DecryptionError, MissingKeyError):
         self.key_id = key_id
 
 
-class _Key:
+class Key:
+    """One configured key: its id and its AES-GCM cipher (the key bytes are not kept here)."""
+
     __slots__ = ("aead", "key_id")
 
     def __init__(self, key_id: str, key: bytes) -> None:
@@ -114,7 +117,7 @@ def _malformed(position: int, reason: str) -> KeyConfigurationError:
     )
 
 
-def _parse_entry(position: int, entry: str) -> _Key:
+def _parse_entry(position: int, entry: str) -> Key:
     # The base64 alphabet has no ":", so the last colon separates an explicit id from the key.
     key_id, colon, encoded = entry.strip().rpartition(":")
     if colon and not _KEY_ID_RE.fullmatch(key_id):
@@ -122,7 +125,7 @@ def _parse_entry(position: int, entry: str) -> _Key:
     if not _KEY_RE.fullmatch(encoded):
         raise _malformed(position, "the key is not 32 bytes of urlsafe base64")
     key = base64.urlsafe_b64decode(encoded.rstrip("=") + "=")
-    return _Key(key_id if colon else _derive_key_id(key), key)
+    return Key(key_id if colon else _derive_key_id(key), key)
 
 
 def _b64encode(data: bytes) -> str:
@@ -169,7 +172,7 @@ class KeyRing:
     """The configured keys, parsed: ``current`` encrypts, any key decrypts by its id."""
 
     def __init__(self, entries: Iterable[str]) -> None:
-        keys: dict[str, _Key] = {}
+        keys: dict[str, Key] = {}
         positions: dict[str, int] = {}
         for position, entry in enumerate(entries):
             if not isinstance(entry, str):
@@ -189,7 +192,7 @@ class KeyRing:
                 "environment variable). Keys are not derived from SECRET_KEY."
             )
         self._keys = keys
-        self.current: _Key = next(iter(keys.values()))
+        self.current: Key = next(iter(keys.values()))
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -198,7 +201,7 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing(key_ids={self.key_ids!r})"
 
-    def get(self, key_id: str) -> _Key:
+    def get(self, key_id: str) -> Key:
         try:
             return self._keys[key_id]
         except KeyError:

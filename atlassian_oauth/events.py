@@ -1,4 +1,4 @@
-"""The one place that records what happened: an ``Event`` row, and the matching signal."""
+"""The one place that writes the event log. Callers send the matching signal (``signals``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def record(
         kind=kind,
         actor=actor,
         message=message,
-        user=user if user is not None and user.is_authenticated else None,
+        user_id=user.pk if user is not None and user.is_authenticated else None,
         site=site,
         grant=grant,
         account_id=account_id or (grant.account_id if grant else ""),

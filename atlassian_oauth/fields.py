@@ -4,11 +4,14 @@ Code reads and assigns plaintext on the model attribute; the column holds a toke
 :mod:`atlassian_oauth.crypto`, whose associated data is ``<app>.<model>.<field>:<bind value>``
 (the bind field is a unique, never-changing field such as a ``uuid``), so a ciphertext copied to
 another row, column or model does not decrypt. Values are decrypted lazily on first attribute
-access and the plaintext is then cached on the instance (``refresh_from_db()`` replaces it).
+access and the plaintext is then cached on the instance (``refresh_from_db()`` replaces it with
+the freshly loaded value, decrypting it then).
 
 The query layer refuses plaintext: ``filter(field="x")`` and ``update(field="x")`` raise
 ``TypeError``, and only the ``exact``, ``in`` and ``isnull`` lookups exist. So ``bulk_update()``
-cannot write these fields either: assign and ``save()`` instead.
+cannot write these fields either: assign and ``save()`` instead. ``dumpdata`` emits the stored
+ciphertext and ``loaddata`` writes it back unchanged (no key needed); a fixture may also hold
+plaintext, which is encrypted on load. Model forms and the admin get no form field for a secret.
 
 Key rotation: put the new key first in ``ENCRYPTION_KEYS`` (keeping the old ones), then for each
 row ``fields = reencrypt_instance(obj)`` and ``obj.save(update_fields=fields)`` when it is not
@@ -181,6 +184,10 @@ class EncryptedTextField(_TextField):
         value: str | None = data[self.attname]
         return value
 
+    def has_value(self, instance: models.Model) -> bool:
+        """Whether the instance holds a secret, without decrypting it (e.g. for admin lists)."""
+        return self._held(instance) is not None
+
     def plaintext(self, instance: models.Model) -> str | None:
         """The plaintext, decrypting a loaded ciphertext once and caching the result."""
         value = self._held(instance)
@@ -286,8 +293,11 @@ def _mark_raw_save(
         instance.__dict__[_RAW_SAVE] = True
 
 
-def _unmark_raw_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    instance.__dict__.pop(_RAW_SAVE, None)
+def _unmark_raw_save(
+    sender: type[models.Model], instance: models.Model, raw: bool, **kwargs: Any
+) -> None:
+    if raw:
+        instance.__dict__.pop(_RAW_SAVE, None)
 
 
 pre_save.connect(_mark_raw_save, dispatch_uid="atlassian_oauth.fields.mark_raw_save")

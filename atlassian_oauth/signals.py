@@ -1,8 +1,8 @@
-"""Signals the app sends, one per event in the log. Receivers get keyword arguments only.
+"""Signals the app sends, one per kind of event in the log. Receivers get keyword arguments.
 
-Every signal is sent with ``sender=`` the model class of the main object (``Connection`` or
-``Grant``) and ``actor=`` one of ``Event.Actor``'s values ("user", "beat", "admin", "command",
-"application"). Receivers run inside the transaction that made the change only where noted.
+Each is sent with ``sender=`` the model class of the main object (``Connection``, ``Grant``, or
+``Event`` for ``keys_rotated``) and ``actor=`` one of ``Event.Actor``'s values ("user", "beat",
+"admin", "command", "application"). Signals about a database change are sent after it commits.
 """
 
 from django.dispatch import Signal
@@ -22,6 +22,10 @@ refreshed = Signal()
 #: A refresh failed and will be retried. Arguments: ``grant``, ``error`` (str, no secrets),
 #: ``retry_at`` (datetime or None), ``actor``.
 refresh_failed = Signal()
+
+#: Secrets were re-encrypted under the first key of ENCRYPTION_KEYS. Arguments: ``reencrypted``
+#: (int: rows re-encrypted), ``failed`` (int: rows no configured key could decrypt), ``actor``.
+keys_rotated = Signal()
 
 #: A grant is dead (revoked, expired, or its refresh token was lost) and its users must connect
 #: again. Arguments: ``grant``, ``error`` (str), ``actor``.

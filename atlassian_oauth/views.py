@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.sites.shortcuts import get_current_site
+from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
@@ -33,7 +33,7 @@ def _current_connection(request: HttpRequest) -> Connection | None:
     return (
         Connection.objects.select_related("grant")
         .prefetch_related("grant__resources")
-        .filter(user=request.user.pk, site=get_current_site(request).pk)
+        .filter(user=request.user.pk, site=Site.objects.get_current(request))
         .first()
     )
 
@@ -61,8 +61,8 @@ def connect(request: HttpRequest) -> HttpResponse:
     callback = request.build_absolute_uri(reverse("atlassian_oauth:callback"))
     try:
         url = flow.begin(
-            user=request.user,  # type: ignore[arg-type]
-            site=get_current_site(request),  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # login_required: never anonymous
+            site=Site.objects.get_current(request),
             session=request.session,
             redirect_uri=callback,
             next_url=_safe_next(request, request.GET.get("next")),
@@ -79,8 +79,8 @@ def connect(request: HttpRequest) -> HttpResponse:
 def callback(request: HttpRequest) -> HttpResponse:
     try:
         result = flow.complete(
-            user=request.user,  # type: ignore[arg-type]
-            site=get_current_site(request),  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # login_required: never anonymous
+            site=Site.objects.get_current(request),
             session=request.session,
             params=request.GET.dict(),
         )

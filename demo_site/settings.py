@@ -35,8 +35,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.sites",
-    "atlassian_oauth",
+    # Before atlassian_oauth, so the demo's templates/atlassian_oauth/base.html overrides the
+    # app's frame (app template folders are searched in this order).
     "demo_site",
+    "atlassian_oauth",
 ]
 
 MIDDLEWARE = [

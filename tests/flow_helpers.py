@@ -30,14 +30,14 @@ def callback_params(callback_url: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(callback_url).query).items()}
 
 
-def finish(client: Client, params: dict[str, str], host: str = HOST):  # type: ignore[no-untyped-def]
+def finish(client: Client, params: dict[str, str], host: str = HOST):
     return client.get("/atlassian/callback/", params, HTTP_HOST=host)
 
 
-def connect(client: Client, next_url: str | None = None, host: str = HOST):  # type: ignore[no-untyped-def]
+def connect(client: Client, next_url: str | None = None, host: str = HOST):
     """The whole round trip; returns the callback's response."""
     return finish(client, callback_params(consent(start(client, next_url, host))), host)
 
 
-def messages_of(response) -> list[str]:  # type: ignore[no-untyped-def]
+def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]

@@ -17,7 +17,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DEMO_VAR_DIR / "test-db.sqlite3")}  # noqa: F405
 
 # A fixed, test-only key (made for these tests, protects nothing real).
-ATLASSIAN_OAUTH = {  # noqa: F405
+ATLASSIAN_OAUTH = {
     **ATLASSIAN_OAUTH,  # noqa: F405
     "ENCRYPTION_KEYS": ["test:" + "dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA"],
 }

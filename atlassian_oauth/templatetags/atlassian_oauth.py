@@ -1,4 +1,4 @@
-"""``{% load atlassian_oauth %}{% atlassian_connect_button %}``: the Connect Jira button anywhere."""
+"""``{% load atlassian_oauth %}{% atlassian_connect_button %}``: a Connect Jira button anywhere."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import template
-from django.contrib.sites.shortcuts import get_current_site
+from django.contrib.sites.models import Site
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
@@ -26,7 +26,9 @@ def atlassian_connect_button(
     request = context["request"]
     connected = (
         request.user.is_authenticated
-        and Connection.objects.filter(user=request.user.pk, site=get_current_site(request).pk).exists()
+        and Connection.objects.filter(
+            user=request.user.pk, site=Site.objects.get_current(request)
+        ).exists()
     )
     query = urlencode({"next": next_url or request.get_full_path()})
     return {

@@ -834,18 +834,23 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
             if found is None:
                 return _unauthorized()
             family, account = found
-            # Every entry lists the grant's product scopes, duplicated cloud ids included.
+            # An entry per (site, product) the grant has scopes for, with that product's scopes
+            # only, so one cloud id appears once for Jira and once for Confluence.
             granted = [s for s in family.scopes if s not in NON_PRODUCT_SCOPES]
-            listed = [
-                {
-                    "id": r["id"],
-                    "name": r["name"],
-                    "url": r["url"],
-                    "scopes": granted,
-                    "avatarUrl": r["avatarUrl"],
-                }
-                for r in account.resources
-            ]
+            listed = []
+            for r in account.resources:
+                product = r.get("product", "jira")
+                scopes = [s for s in granted if product in s]
+                if scopes:
+                    listed.append(
+                        {
+                            "id": r["id"],
+                            "name": r["name"],
+                            "url": r["url"],
+                            "scopes": scopes,
+                            "avatarUrl": r["avatarUrl"],
+                        }
+                    )
             return json_response(200, listed)
 
     def me(self, token: str | None) -> Response:

@@ -28,7 +28,19 @@ def test_accessible_resources_lists_one_cloud_id_once_per_product(oauth: OAuth) 
         assert set(resource) == {"id", "name", "url", "scopes", "avatarUrl"}
         assert resource["url"] == "https://acme.atlassian.net"
         assert resource["avatarUrl"].startswith("https://")
-        assert resource["scopes"] == ["read:jira-work", "read:confluence-content.all"]
+    # Each entry carries its own product's scopes.
+    assert [r["scopes"] for r in resources] == [
+        ["read:jira-work"],
+        ["read:confluence-content.all"],
+    ]
+
+
+def test_a_product_without_granted_scopes_is_not_listed(oauth: OAuth) -> None:
+    tokens = oauth.mint("read:jira-work read:me offline_access")
+
+    resources = oauth.api("/oauth/token/accessible-resources", tokens["access_token"]).json()
+
+    assert [(r["id"], r["scopes"]) for r in resources] == [(ACME_CLOUD_ID, ["read:jira-work"])]
 
 
 def test_accessible_resources_of_another_account(oauth: OAuth) -> None:

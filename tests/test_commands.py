@@ -1,0 +1,306 @@
+"""`manage.py atlassian_oauth status | disconnect | generate-key`: thin, clear, never a secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.sites.models import Site
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection as db
+from django.utils import timezone
+
+from atlassian_oauth import connect, crypto
+from atlassian_oauth.models import Connection, Event, Grant
+
+pytestmark = pytest.mark.django_db
+
+ACCESS = "atl-access-plaintext-1f2e3d"
+REFRESH = "atl-refresh-plaintext-4c5b6a"
+
+
+@pytest.fixture
+def sites():
+    return (
+        Site.objects.create(domain="alpha.example", name="Alpha"),
+        Site.objects.create(domain="beta.example", name="Beta"),
+    )
+
+
+@pytest.fixture
+def users():
+    model = get_user_model()
+    return model.objects.create_user("alice"), model.objects.create_user("bob")
+
+
+def make_grant(account: str = "ada", **fields) -> Grant:
+    now = timezone.now()
+    defaults = {
+        "client_id": "client",
+        "account_id": f"{account}-account-id",
+        "account_email": f"{account}@example.com",
+        "access_token": ACCESS,
+        "refresh_token": REFRESH,
+        "access_token_expires_at": now + timedelta(minutes=42, seconds=30),
+        "consented_at": now,
+        "scopes": "read:jira-work offline_access",
+    }
+    return Grant.objects.create(**{**defaults, **fields})
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("atlassian_oauth", *args, stdout=out, stderr=err, no_color=True)
+    return out.getvalue(), err.getvalue()
+
+
+def run_failing(*args: str) -> tuple[CommandError, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("atlassian_oauth", *args, stdout=out, stderr=err, no_color=True)
+    return raised.value, out.getvalue(), err.getvalue()
+
+
+def raw_columns(grant: Grant) -> list[str]:
+    with db.cursor() as cursor:
+        cursor.execute(
+            # The table name comes from the model, not from input.
+            f"SELECT access_token, refresh_token FROM {Grant._meta.db_table} WHERE id = %s",  # noqa: S608
+            [grant.pk],
+        )
+        return [value for value in cursor.fetchone() if value]
+
+
+# status
+
+
+def test_status_without_connections(sites):
+    out, _err = run("status")
+    assert out.strip() == "No connections."
+
+
+def test_status_lists_every_connection_with_its_facts(users, sites):
+    alice, bob = users
+    grant = make_grant(last_refreshed_at=timezone.now() - timedelta(minutes=3))
+    Connection.objects.create(user=alice, site=sites[0], grant=grant)
+    Connection.objects.create(user=bob, site=sites[1], grant=make_grant("grace"))
+
+    out, _err = run("status")
+
+    assert f"alice on alpha.example (site {sites[0].pk})" in out
+    assert f"bob on beta.example (site {sites[1].pk})" in out
+    assert "Atlassian account: ada@example.com (account id ada-account-id)" in out
+    assert "Health:            Healthy. Tokens are renewed automatically." in out
+    assert "Refresh token:     yes" in out
+    assert "(in 42 minutes)" in out
+    expires = timezone.localtime(grant.access_token_expires_at).isoformat(timespec="seconds")
+    assert f"expires {expires}" in out
+    assert "Scopes:            read:jira-work offline_access" in out
+    assert "Last refreshed:    never" in out  # grace's
+    assert "Next step:         None." in out
+    assert "2 connections: 2 healthy, 0 needing attention." in out
+
+
+def test_status_never_shows_a_token(users, sites):
+    grant = make_grant()
+    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+    out, err = run("status")
+    for secret in [ACCESS, REFRESH, *raw_columns(grant)]:
+        assert secret not in out + err
+
+
+def test_status_tells_a_stored_refresh_token_without_decrypting(users, sites, settings):
+    Connection.objects.create(user=users[0], site=sites[0], grant=make_grant())
+    Connection.objects.create(
+        user=users[1], site=sites[1], grant=make_grant("grace", refresh_token=None)
+    )
+    # A key ring that cannot decrypt the stored tokens: status must still work.
+    settings.ATLASSIAN_OAUTH = {
+        **settings.ATLASSIAN_OAUTH,
+        "ENCRYPTION_KEYS": [crypto.generate_key()],
+    }
+    out, _err = run("status")
+    assert "Refresh token:     yes" in out
+    assert "Refresh token:     no" in out
+
+
+def test_status_filters_by_user_and_site(users, sites):
+    alice, bob = users
+    Connection.objects.create(user=alice, site=sites[0], grant=make_grant())
+    Connection.objects.create(user=alice, site=sites[1], grant=make_grant("ada2"))
+    Connection.objects.create(user=bob, site=sites[1], grant=make_grant("grace"))
+
+    by_user, _ = run("status", "--user", "alice")
+    assert by_user.count("alice on ") == 2 and "bob on" not in by_user
+
+    by_domain, _ = run("status", "--site", "beta.example")
+    assert "alice on beta.example" in by_domain and "bob on beta.example" in by_domain
+    assert "alpha.example" not in by_domain
+
+    by_id, _ = run("status", "--site", str(sites[0].pk))
+    assert "alice on alpha.example" in by_id and "beta.example" not in by_id
+
+    both, _ = run("status", "--user", "bob", "--site", "alpha.example")
+    assert both.strip() == "No connections."
+
+
+def test_status_for_an_unknown_user_fails_clearly(users):
+    error, out, _err = run_failing("status", "--user", "mallory")
+    assert error.returncode == 1
+    assert str(error) == "No user with username 'mallory'. --user takes a username."
+    assert out == ""
+
+
+def test_status_for_an_unknown_site_fails_clearly(sites):
+    error, _out, _err = run_failing("status", "--site", "nowhere.example")
+    assert error.returncode == 1
+    assert "No site with domain or id 'nowhere.example'." in str(error)
+    assert f"alpha.example (id {sites[0].pk})" in str(error)
+
+    error, _out, _err = run_failing("status", "--site", "99999")
+    assert "No site with domain or id '99999'." in str(error)
+
+
+def test_status_exits_2_when_a_connection_needs_attention(users, sites):
+    Connection.objects.create(user=users[0], site=sites[0], grant=make_grant())
+    dead = make_grant(
+        "grace",
+        status=Grant.Status.NEEDS_RECONNECT,
+        access_token_expires_at=timezone.now() - timedelta(minutes=5, seconds=30),
+        last_error="invalid_grant",
+    )
+    Connection.objects.create(user=users[1], site=sites[1], grant=dead)
+
+    error, out, _err = run_failing("status")
+
+    assert error.returncode == 2
+    assert "1 of 2 connections need attention" in str(error)
+    assert "Health:            Needs reconnect. Atlassian no longer accepts" in out
+    assert "(expired 5 minutes ago)" in out
+    assert "Last error:        invalid_grant" in out
+    assert (
+        "Next step:         Reconnect Jira on the status page (beta.example/atlassian/), "
+        "signed in as bob." in out
+    )
+    assert "2 connections: 1 healthy, 1 needing attention." in out
+
+    healthy_only, _ = run("status", "--user", "alice")  # exit 0: no exception
+    assert "1 healthy, 0 needing attention" in healthy_only
+
+
+def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, sites):
+    grant = make_grant(refresh_token=None, status=Grant.Status.NO_REFRESH_TOKEN)
+    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+
+    error, out, _err = run_failing("status")
+
+    assert error.returncode == 2
+    assert "Refresh token:     no" in out
+    assert "Add offline_access to the app's scopes, then reconnect Jira" in out
+
+
+def test_status_while_refreshes_fail_says_they_are_retried(users, sites):
+    retry_at = timezone.now() + timedelta(minutes=10)
+    grant = make_grant(refresh_failures=2, next_refresh_at=retry_at, last_error="HTTP 503")
+    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+
+    error, out, _err = run_failing("status")
+
+    assert error.returncode == 2
+    assert "Refresh failing" in out
+    assert (
+        "retried automatically at " + timezone.localtime(retry_at).isoformat(timespec="seconds")
+        in out
+    )
+
+
+# disconnect
+
+
+def test_disconnect_the_only_connection_deletes_its_grant(users, sites):
+    grant = make_grant()
+    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+
+    out, _err = run("disconnect", "--user", "alice")
+
+    assert "Disconnected alice on alpha.example from Atlassian account ada@example.com." in out
+    assert "Its tokens were deleted." in out
+    assert connect.CONNECTED_APPS_URL in out
+    assert not Connection.objects.exists() and not Grant.objects.exists()
+    event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
+    assert (event.actor, event.user, event.site) == (Event.Actor.COMMAND, users[0], sites[0])
+    assert ACCESS not in out and REFRESH not in out
+
+
+def test_disconnect_with_several_connections_needs_site(users, sites):
+    alice = users[0]
+    Connection.objects.create(user=alice, site=sites[0], grant=make_grant())
+    Connection.objects.create(user=alice, site=sites[1], grant=make_grant("ada2"))
+
+    error, _out, _err = run_failing("disconnect", "--user", "alice")
+    assert error.returncode == 1
+    assert "connections on 2 sites" in str(error) and "Pass --site" in str(error)
+    assert "alpha.example" in str(error) and "beta.example" in str(error)
+    assert Connection.objects.count() == 2
+
+    run("disconnect", "--user", "alice", "--site", "beta.example")
+    assert list(Connection.objects.values_list("site__domain", flat=True)) == ["alpha.example"]
+
+
+def test_disconnect_keeps_a_grant_another_connection_uses(users, sites):
+    shared = make_grant()
+    Connection.objects.create(user=users[0], site=sites[0], grant=shared)
+    Connection.objects.create(user=users[1], site=sites[1], grant=shared)
+
+    out, _err = run("disconnect", "--user", "alice", "--site", str(sites[0].pk))
+
+    assert "Its tokens were kept: another connection uses the same Atlassian grant." in out
+    assert Grant.objects.get() == shared
+    assert Connection.objects.get().user == users[1]
+
+
+def test_disconnect_an_unknown_user_or_site_or_a_missing_connection(users, sites):
+    error, _out, _err = run_failing("disconnect", "--user", "mallory")
+    assert "No user with username 'mallory'" in str(error)
+
+    error, _out, _err = run_failing("disconnect", "--user", "alice", "--site", "nowhere")
+    assert "No site with domain or id 'nowhere'" in str(error)
+
+    error, _out, _err = run_failing("disconnect", "--user", "alice")
+    assert str(error) == "User 'alice' has no connection."
+
+    error, _out, _err = run_failing("disconnect", "--user", "alice", "--site", "alpha.example")
+    assert str(error) == "User 'alice' has no connection on alpha.example."
+
+
+def test_disconnect_requires_user():
+    with pytest.raises(CommandError, match="--user"):
+        call_command("atlassian_oauth", "disconnect")
+
+
+# generate-key
+
+
+def test_generate_key_prints_a_key_crypto_accepts():
+    out, err = run("generate-key")
+    key = out.strip()
+    assert len(out.splitlines()) == 1
+    ring = crypto.KeyRing([key])
+    assert ring.decrypt(ring.encrypt("x", context="c"), context="c") == "x"
+    assert "first in ATLASSIAN_OAUTH['ENCRYPTION_KEYS']" in err
+    assert key not in err
+
+
+def test_generate_key_with_an_id():
+    out, _err = run("generate-key", "--key-id", "2026-11")
+    assert crypto.KeyRing([out.strip()]).current.key_id == "2026-11"
+
+    error, _out, _err = run_failing("generate-key", "--key-id", "bad id!")
+    assert "A key id is" in str(error)
+
+
+def test_two_keys_differ():
+    assert run("generate-key")[0] != run("generate-key")[0]
