@@ -97,6 +97,61 @@ class Settings:
         return self._number("STATE_MAX_AGE", 600.0)
 
     @property
+    def REFRESH_MARGIN(self) -> float:
+        """Refresh an access token this many seconds before it expires."""
+        return self._number("REFRESH_MARGIN", 300.0)
+
+    @property
+    def KEEPALIVE_AFTER(self) -> float:
+        """Refresh a grant whose refresh token is this old, to stay inside the 90-day window."""
+        return self._number("KEEPALIVE_AFTER", 30 * 86400.0)
+
+    @property
+    def REFRESH_LOCK_TIMEOUT(self) -> float:
+        """How long one worker's claim on a grant's refresh lasts if it dies holding it.
+
+        Must stay well under Atlassian's 10-minute reuse leeway, so the next worker can retry
+        with the old refresh token after a crash.
+        """
+        return self._number("REFRESH_LOCK_TIMEOUT", 60.0)
+
+    @property
+    def REFRESH_WAIT(self) -> float:
+        """How long a caller waits for another worker's refresh of the same grant."""
+        return self._number("REFRESH_WAIT", 30.0)
+
+    @property
+    def RETRY_BACKOFF(self) -> float:
+        """First delay after a transient refresh failure; it doubles per failure."""
+        return self._number("RETRY_BACKOFF", 30.0)
+
+    @property
+    def RETRY_BACKOFF_MAX(self) -> float:
+        return self._number("RETRY_BACKOFF_MAX", 3600.0)
+
+    @property
+    def REAUTH_NOTICE(self) -> float:
+        """Warn users this many seconds before Atlassian's 365-day limit on a consent."""
+        return self._number("REAUTH_NOTICE", 30 * 86400.0)
+
+    @property
+    def BEAT_JITTER(self) -> float:
+        """The sweep spreads the refreshes it enqueues over up to this many seconds."""
+        return self._number("BEAT_JITTER", 30.0)
+
+    @property
+    def REFRESH_RATE_LIMIT(self) -> float | None:
+        """At most this many refreshes per second are enqueued by one sweep (None: no limit)."""
+        if self._get("REFRESH_RATE_LIMIT", None) is None:
+            return None
+        return self._number("REFRESH_RATE_LIMIT", 1.0)
+
+    @property
+    def EVENT_RETENTION(self) -> float:
+        """Events older than this many seconds are deleted by the cleanup task."""
+        return self._number("EVENT_RETENTION", 180 * 86400.0)
+
+    @property
     def ENCRYPTION_KEYS(self) -> tuple[str, ...]:
         """The first key encrypts; every key decrypts (so keys can be rotated)."""
         value = self._get("ENCRYPTION_KEYS", ())

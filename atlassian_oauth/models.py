@@ -103,6 +103,10 @@ class Grant(models.Model):
     )
     refresh_failures = models.PositiveIntegerField(_("consecutive refresh failures"), default=0)
     last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    # A lease, not a database lock: a compare-and-swap UPDATE claims it on every database, no
+    # transaction stays open during the HTTP call, and a crashed holder's claim simply expires.
+    refresh_lock_token = models.CharField(_("refresh claimed by"), max_length=64, blank=True)
+    refresh_lock_until = models.DateTimeField(_("refresh claim expires"), null=True, blank=True)
     version = models.PositiveBigIntegerField(
         _("version"), default=0, help_text=_("Bumped by every token write; stale writers fail.")
     )

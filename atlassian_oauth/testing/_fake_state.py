@@ -280,6 +280,9 @@ class Fault:
     body: str | JsonDict | None
     delay: float
     drop: bool
+    # Seconds to wait after the request took effect (a refresh rotated) and before answering:
+    # the window in which a client can die holding an answer it never stored.
+    delay_after: float = 0.0
 
     def matches(self, kind: str) -> bool:
         if self.kind == "any":
@@ -496,6 +499,7 @@ class FakeState:
         delay: float = 0.0,
         drop: bool = False,
         times: int = 1,
+        delay_after: float = 0.0,
     ) -> None:
         """Queue a fault for the next ``times`` requests of ``kind`` (FIFO among faults)."""
         if kind not in FAULT_KINDS:
@@ -508,8 +512,9 @@ class FakeState:
             raise ValueError("body must be a str, a dict or None")
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError("times must be a positive int")
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            raise ValueError("delay must be a number of seconds >= 0")
+        for name, seconds in (("delay", delay), ("delay_after", delay_after)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0")
         fault = Fault(
             kind=kind,
             status=status,
@@ -517,6 +522,7 @@ class FakeState:
             body=dict(body) if isinstance(body, Mapping) else body,
             delay=float(delay),
             drop=bool(drop),
+            delay_after=float(delay_after),
         )
         with self.lock:
             self.faults.append(_Pending(fault, times))

@@ -195,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = answer()
             if fault is not None:
                 response.headers.update(fault.headers)
+                if fault.delay_after:
+                    time.sleep(fault.delay_after)
         self._state.finish_request(entry, response.status)
         self._send(response)
 
@@ -558,9 +560,14 @@ class FakeAtlassian:
         delay: float = 0.0,
         drop: bool = False,
         times: int = 1,
+        delay_after: float = 0.0,
     ) -> None:
-        """Make the next ``times`` requests of ``kind`` ("token" and "any" included) misbehave."""
-        self._state.inject(kind, status, headers, body, delay, drop, times)
+        """Make the next ``times`` requests of ``kind`` ("token" and "any" included) misbehave.
+
+        ``delay`` waits before the request takes effect; ``delay_after`` waits after it took
+        effect (a refresh has rotated the token) and before the answer is sent.
+        """
+        self._state.inject(kind, status, headers, body, delay, drop, times, delay_after)
 
     def mint_grant(self, client_id: str, account_id: str, scopes: str | Iterable[str]) -> JsonDict:
         """A token response as if the account had just consented; no browser involved."""
@@ -680,6 +687,7 @@ class FakeAtlassianClient:
         delay: float = 0.0,
         drop: bool = False,
         times: int = 1,
+        delay_after: float = 0.0,
     ) -> None:
         payload = {
             "kind": kind,
@@ -689,6 +697,7 @@ class FakeAtlassianClient:
             "delay": delay,
             "drop": drop,
             "times": times,
+            "delay_after": delay_after,
         }
         self._call("POST", "inject", payload)
 

@@ -57,6 +57,29 @@ def test_a_delay_longer_than_the_client_timeout_is_a_timeout(oauth: OAuth) -> No
         oauth.http.get(oauth.url("/oauth/token/accessible-resources"), timeout=0.1)
 
 
+def test_delay_after_rotates_first_then_withholds_the_answer(oauth: OAuth) -> None:
+    token = oauth.mint()["refresh_token"]
+    oauth.fake.inject("refresh", delay_after=0.5)
+
+    # The client gives up before the answer: the rotation has happened all the same.
+    with pytest.raises(requests.Timeout):
+        oauth.http.post(
+            oauth.url("/oauth/token"),
+            json={
+                "grant_type": "refresh_token",
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": "fake-client-secret",
+                "refresh_token": token,
+            },
+            timeout=0.2,
+        )
+    info = oauth.fake.grant_info(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
+    assert info is not None
+    assert info["refresh_count"] == 1
+    # Within the leeway the old token still works: the way back for a client that lost it.
+    assert oauth.refresh(token).status_code == 200
+
+
 def test_a_string_body_is_sent_as_html(oauth: OAuth) -> None:
     oauth.fake.inject("token", status=502, body="<html><body>Bad gateway</body></html>")
 

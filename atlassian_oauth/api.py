@@ -1,0 +1,191 @@
+"""What application code calls: a ready ``requests.Session`` for a user's connection.
+
+    from atlassian_oauth.api import get_session
+
+    session = get_session(request.user, request.site)
+    issues = session.get(session.jira_url("rest/api/3/search/jql"), params={"jql": "..."})
+
+The session sends the connection's current access token, refreshes it first when it is about to
+expire, and on a 401 refreshes once and retries once. Tokens never leave this module except
+through ``get_access_token``, for code that brings its own HTTP client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sites.models import Site
+from django.http import HttpRequest
+from django.utils import timezone
+
+from . import refresh
+from .conf import conf
+from .models import Connection, Event, Grant, Resource
+
+__all__ = [
+    "AtlassianOAuthError",
+    "AtlassianSession",
+    "NotConnected",
+    "ReconnectRequired",
+    "TemporarilyUnavailable",
+    "confluence_url",
+    "get_access_token",
+    "get_connection",
+    "get_session",
+    "jira_url",
+]
+
+#: Seconds of validity a token must have left before a request is sent with it.
+REQUEST_MARGIN = 60.0
+
+
+class AtlassianOAuthError(Exception):
+    """Base of the errors application code may catch; ``str()`` is safe to show or log."""
+
+
+class NotConnected(AtlassianOAuthError):
+    """The user has no Atlassian connection on this site."""
+
+
+class ReconnectRequired(AtlassianOAuthError):
+    """Atlassian no longer accepts the connection: send the user to connect again."""
+
+
+class TemporarilyUnavailable(AtlassianOAuthError):
+    """No fresh token right now (Atlassian down, rate limited); retry after ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def jira_url(cloud_id: str, path: str = "") -> str:
+    """``https://api.atlassian.com/ex/jira/{cloud_id}/{path}``: 3LO tokens only work there."""
+    return f"{conf.API_BASE_URL}/ex/jira/{cloud_id}/{path.lstrip('/')}"
+
+
+def confluence_url(cloud_id: str, path: str = "") -> str:
+    """``https://api.atlassian.com/ex/confluence/{cloud_id}/{path}`` (e.g. ``wiki/api/v2/…``)."""
+    return f"{conf.API_BASE_URL}/ex/confluence/{cloud_id}/{path.lstrip('/')}"
+
+
+def _site(site: Site | HttpRequest | None) -> Site:
+    if isinstance(site, Site):
+        return site
+    # A request finds its tenant from its host; None needs settings.SITE_ID.
+    return Site.objects.get_current(site)
+
+
+def get_connection(
+    user: AbstractBaseUser | AnonymousUser, site: Site | HttpRequest | None = None
+) -> Connection:
+    """The user's own connection on ``site`` (a Site, the request, or None for SITE_ID)."""
+    if not user.is_authenticated:
+        raise NotConnected("An anonymous user has no Atlassian connection.")
+    tenant = _site(site)
+    connection = (
+        Connection.objects.select_related("grant", "site")
+        .filter(user_id=user.pk, site=tenant)
+        .first()
+    )
+    if connection is None:
+        raise NotConnected(f"This user has not connected Atlassian on {tenant.domain}.")
+    return connection
+
+
+def _fresh(grant_id: int, *, margin: float, stale_version: int | None = None) -> refresh.FreshToken:
+    try:
+        return refresh.ensure_fresh(
+            grant_id, actor=Event.Actor.APPLICATION, margin=margin, stale_version=stale_version
+        )
+    except refresh.ReconnectRequired as error:
+        raise ReconnectRequired(str(error)) from error
+    except refresh.TemporarilyUnavailable as error:
+        raise TemporarilyUnavailable(str(error), error.retry_after) from error
+    except Grant.DoesNotExist as error:
+        raise NotConnected("The connection was removed.") from error
+
+
+def get_access_token(
+    user: AbstractBaseUser | AnonymousUser, site: Site | HttpRequest | None = None
+) -> str:
+    """A current access token of the user's connection, refreshed first if about to expire."""
+    connection = get_connection(user, site)
+    return _fresh(connection.grant_id, margin=REQUEST_MARGIN).access_token
+
+
+class AtlassianSession(requests.Session):
+    """A ``requests.Session`` bound to one connection's grant."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self.connection = connection
+        self.headers["Accept"] = "application/json"
+        self._token: refresh.FreshToken | None = None
+
+    def __repr__(self) -> str:
+        return f"<AtlassianSession connection={self.connection.pk}>"
+
+    @property
+    def resources(self) -> list[Resource]:
+        return list(self.connection.grant.resources.all())
+
+    def default_cloud_id(self, product: str = "jira") -> str:
+        """The cloud id of the connection's first site for ``product`` ("jira", "confluence")."""
+        for resource in self.resources:
+            if resource.product == product:
+                return resource.cloud_id
+        raise NotConnected(f"The connected Atlassian account reaches no {product} site.")
+
+    def jira_url(self, path: str = "", cloud_id: str | None = None) -> str:
+        return jira_url(cloud_id or self.default_cloud_id("jira"), path)
+
+    def confluence_url(self, path: str = "", cloud_id: str | None = None) -> str:
+        return confluence_url(cloud_id or self.default_cloud_id("confluence"), path)
+
+    def _current_token(self) -> refresh.FreshToken:
+        if self._token is None or not _valid_for(self._token, REQUEST_MARGIN):
+            self._token = _fresh(self.connection.grant_id, margin=REQUEST_MARGIN)
+        return self._token
+
+    def request(  # type: ignore[override]  # keyword arguments only, as Session.get() & co. pass
+        self, method: str | bytes, url: str | bytes, **kwargs: Any
+    ) -> requests.Response:
+        kwargs.setdefault("timeout", conf.HTTP_TIMEOUT)
+        token = self._current_token()
+        response = self._send(token, method, url, **kwargs)
+        if response.status_code != 401:
+            return response
+        # Atlassian can revoke an access token before its expires_in (after a rotation's grace
+        # period): refresh once, unless someone already has, and try once more.
+        response.close()
+        self._token = _fresh(
+            self.connection.grant_id, margin=REQUEST_MARGIN, stale_version=token.version
+        )
+        return self._send(self._token, method, url, **kwargs)
+
+    def _send(
+        self,
+        token: refresh.FreshToken,
+        method: str | bytes,
+        url: str | bytes,
+        *args: Any,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers["Authorization"] = f"Bearer {token.access_token}"
+        return super().request(method, url, headers=headers, **kwargs)
+
+
+def _valid_for(token: refresh.FreshToken, seconds: float) -> bool:
+    return (token.expires_at - timezone.now()).total_seconds() > seconds
+
+
+def get_session(
+    user: AbstractBaseUser | AnonymousUser, site: Site | HttpRequest | None = None
+) -> AtlassianSession:
+    """A session for the user's own connection on ``site``; raises ``NotConnected`` if none."""
+    return AtlassianSession(get_connection(user, site))

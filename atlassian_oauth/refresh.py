@@ -1,0 +1,302 @@
+"""The one refresh path: every caller that needs a fresh access token comes through here.
+
+At most one refresh of a grant is in flight anywhere. A worker claims the grant with a
+compare-and-swap UPDATE on its lease columns (atomic on SQLite, PostgreSQL and MySQL alike, and
+across processes and hosts), re-reads the row, and only then calls Atlassian, with no database
+transaction open. The rotated tokens are written by a second compare-and-swap that also checks
+the version it read, so a worker whose lease ran out cannot overwrite a newer token. Everyone
+else waits for the version to change and returns the token the winner stored.
+
+A worker that dies after Atlassian rotated the token but before storing it leaves the old
+refresh token in the row and a lease that expires after ``REFRESH_LOCK_TIMEOUT``; the next
+attempt presents the old token, which Atlassian accepts within its 10-minute reuse leeway.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import client, signals
+from .conf import conf
+from .events import record
+from .models import Event, Grant
+from .oauth_apps import app_for_client_id
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiting caller looks at the row again.
+POLL_INTERVAL = 0.05
+#: Failures worth a backoff that long, whatever the count says: an admin has to act.
+CONFIGURATION_BACKOFF = 3600.0
+
+
+class RefreshError(Exception):
+    """Base of what ``ensure_fresh`` raises; ``str()`` is safe to log and show."""
+
+
+class ReconnectRequired(RefreshError):
+    """The grant is dead (or has no refresh token): its user must connect again."""
+
+
+class TemporarilyUnavailable(RefreshError):
+    """No fresh token now; try again after ``retry_after`` seconds (None: unknown)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class FreshToken:
+    access_token: str
+    expires_at: datetime
+    version: int
+
+
+def is_fresh(grant: Grant, margin: float, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return grant.access_token_expires_at - timedelta(seconds=margin) > now
+
+
+def backoff_seconds(failures: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter after ``failures`` failures, never below Retry-After."""
+    ceiling = min(conf.RETRY_BACKOFF_MAX, conf.RETRY_BACKOFF * 2.0 ** max(0, failures - 1))
+    # "Equal jitter": at least half the step, so retries spread out but still back off.
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311  (not for secrets)
+    return max(delay, retry_after or 0.0)
+
+
+def ensure_fresh(
+    grant_id: int,
+    *,
+    actor: Event.Actor,
+    margin: float | None = None,
+    stale_version: int | None = None,
+    wait: float | None = None,
+) -> FreshToken:
+    """An access token of the grant valid for at least ``margin`` seconds, refreshing if needed.
+
+    ``stale_version``: the caller saw this version's token fail (a 401); refresh unless the row
+    has moved past it. Raises ``ReconnectRequired``, ``TemporarilyUnavailable`` or
+    ``Grant.DoesNotExist``.
+    """
+    margin = conf.REFRESH_MARGIN if margin is None else margin
+    deadline = time.monotonic() + (conf.REFRESH_WAIT if wait is None else wait)
+    while True:
+        grant = Grant.objects.get(pk=grant_id)
+        now = timezone.now()
+        if grant.status == Grant.Status.NEEDS_RECONNECT:
+            raise ReconnectRequired("Atlassian no longer accepts this grant; reconnect.")
+        if stale_version is not None:
+            needs_refresh = grant.version == stale_version  # nobody replaced the failed token
+        else:
+            needs_refresh = not is_fresh(grant, margin, now)
+        if not needs_refresh:
+            return _token_of(grant)
+        if grant.status == Grant.Status.NO_REFRESH_TOKEN:
+            if is_fresh(grant, 0, now) and stale_version is None:
+                return _token_of(grant)
+            raise ReconnectRequired("The grant has no refresh token (offline_access missing).")
+        if grant.next_refresh_at and grant.next_refresh_at > now:
+            # Backing off after a failure: the current token while it lasts, else wait.
+            if is_fresh(grant, 0, now) and stale_version is None:
+                return _token_of(grant)
+            retry = (grant.next_refresh_at - now).total_seconds()
+            raise TemporarilyUnavailable("Refreshing is backing off after a failure.", retry)
+        lease = _claim(grant.pk, now)
+        if lease is not None:
+            return _refresh_claimed(
+                grant.pk, lease, actor=actor, margin=margin, stale_version=stale_version
+            )
+        if time.monotonic() >= deadline:
+            if is_fresh(grant, 0, now) and stale_version is None:
+                return _token_of(grant)
+            raise TemporarilyUnavailable("Another worker's refresh is taking too long.", 1.0)
+        time.sleep(POLL_INTERVAL * random.uniform(0.5, 1.5))  # noqa: S311
+
+
+def _token_of(grant: Grant) -> FreshToken:
+    token = grant.access_token
+    if not token:
+        raise ReconnectRequired("The grant holds no access token.")
+    return FreshToken(token, grant.access_token_expires_at, grant.version)
+
+
+def _claim(grant_id: int, now: datetime) -> str | None:
+    """Take the grant's refresh lease if nobody holds a live one; the lease token, or None."""
+    lease = secrets.token_hex(16)
+    claimed = (
+        Grant.objects.filter(pk=grant_id)
+        .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=now))
+        .update(
+            refresh_lock_token=lease,
+            refresh_lock_until=now + timedelta(seconds=conf.REFRESH_LOCK_TIMEOUT),
+        )
+    )
+    return lease if claimed else None
+
+
+def _release(grant_id: int, lease: str) -> None:
+    Grant.objects.filter(pk=grant_id, refresh_lock_token=lease).update(
+        refresh_lock_token="", refresh_lock_until=None
+    )
+
+
+def _refresh_claimed(
+    grant_id: int, lease: str, *, actor: Event.Actor, margin: float, stale_version: int | None
+) -> FreshToken:
+    try:
+        # Re-read under the lease: another worker may have refreshed since our first look.
+        grant = Grant.objects.get(pk=grant_id)
+        if grant.status == Grant.Status.NEEDS_RECONNECT:
+            raise ReconnectRequired("Atlassian no longer accepts this grant; reconnect.")
+        moved_on = stale_version is not None and grant.version != stale_version
+        if moved_on or (stale_version is None and is_fresh(grant, margin)):
+            return _token_of(grant)
+        return _call_atlassian(grant, lease, actor=actor)
+    finally:
+        _release(grant_id, lease)
+
+
+def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshToken:
+    refresh_token = grant.refresh_token
+    if not refresh_token:
+        raise ReconnectRequired("The grant has no refresh token (offline_access missing).")
+    try:
+        app = app_for_client_id(grant.client_id)
+        tokens = client.refresh_tokens(app, refresh_token)
+    except client.InvalidGrant as error:
+        _mark_dead(grant, lease, str(error), actor=actor)
+        raise ReconnectRequired(f"Atlassian refused the refresh token: {error}") from error
+    except (client.ClientConfigurationError, ImproperlyConfigured) as error:
+        logger.error(
+            "Refreshing grant %s failed on the app's configuration (client id %s): %s",
+            grant.pk,
+            grant.client_id,
+            error,
+        )
+        retry = _mark_failed(
+            grant,
+            lease,
+            f"configuration: {error}",
+            actor=actor,
+            retry_after=CONFIGURATION_BACKOFF,
+            configuration=True,
+        )
+        raise TemporarilyUnavailable(f"Refreshing is misconfigured: {error}", retry) from error
+    except client.AtlassianError as error:
+        retry_after = error.retry_after if isinstance(error, client.TransientError) else None
+        retry = _mark_failed(grant, lease, str(error), actor=actor, retry_after=retry_after)
+        if is_fresh(grant, 0):
+            logger.warning("Refreshing grant %s failed; its token still works: %s", grant.pk, error)
+        raise TemporarilyUnavailable(f"Refreshing failed: {error}", retry) from error
+    return _store(grant, lease, tokens, actor=actor)
+
+
+def _store(
+    grant: Grant, lease: str, tokens: client.TokenResponse, *, actor: Event.Actor
+) -> FreshToken:
+    now = timezone.now()
+    rotated = tokens.refresh_token is not None
+    grant.access_token = tokens.access_token
+    if rotated:
+        grant.refresh_token = tokens.refresh_token
+    # Only these fields change; a stale writer (lease lost, row moved on) matches no row.
+    access_field = Grant._meta.get_field("access_token")
+    refresh_field = Grant._meta.get_field("refresh_token")
+    changes = {
+        "access_token": access_field.sealed_value(grant),
+        "refresh_token": refresh_field.sealed_value(grant),
+        "access_token_expires_at": now + timedelta(seconds=tokens.expires_in),
+        "last_refreshed_at": now,
+        "refresh_failures": 0,
+        "next_refresh_at": None,
+        "last_error": "",
+        "status": Grant.Status.ACTIVE,
+        "version": F("version") + 1,
+    }
+    if rotated:
+        changes["refresh_token_issued_at"] = now
+    if tokens.scopes:
+        changes["scopes"] = " ".join(tokens.scopes)
+    written = Grant.objects.filter(
+        pk=grant.pk, refresh_lock_token=lease, version=grant.version
+    ).update(**changes)
+    if not written:
+        # Our lease expired and someone else refreshed meanwhile: theirs is the token now.
+        logger.warning(
+            "Refresh of grant %s finished after its lease; keeping the newer token.", grant.pk
+        )
+        return _token_of(Grant.objects.get(pk=grant.pk))
+    grant.refresh_from_db()
+    record(
+        Event.Kind.REFRESHED,
+        actor=actor,
+        grant=grant,
+        message="Refreshed the access token"
+        + ("" if rotated else " (Atlassian sent no new refresh token; the old one is kept)"),
+        rotated=rotated,
+        expires_in=tokens.expires_in,
+    )
+    signals.refreshed.send(sender=Grant, grant=grant, actor=actor)
+    return _token_of(grant)
+
+
+def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> None:
+    Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease).update(
+        status=Grant.Status.NEEDS_RECONNECT,
+        last_error=error[:500],
+        next_refresh_at=None,
+        version=F("version") + 1,
+    )
+    grant.refresh_from_db()
+    record(
+        Event.Kind.NEEDS_RECONNECT,
+        actor=actor,
+        grant=grant,
+        message="Atlassian refused the refresh token; the user must reconnect",
+        error=error,
+    )
+    signals.needs_reconnect.send(sender=Grant, grant=grant, error=error, actor=actor)
+
+
+def _mark_failed(
+    grant: Grant,
+    lease: str,
+    error: str,
+    *,
+    actor: Event.Actor,
+    retry_after: float | None,
+    configuration: bool = False,
+) -> float:
+    """Count the failure and schedule the next attempt; the tokens stay as they are."""
+    failures = grant.refresh_failures + 1
+    delay = backoff_seconds(failures, retry_after)
+    retry_at = timezone.now() + timedelta(seconds=delay)
+    Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease).update(
+        refresh_failures=failures, next_refresh_at=retry_at, last_error=error[:500]
+    )
+    grant.refresh_from_db()
+    record(
+        Event.Kind.REFRESH_FAILED,
+        actor=actor,
+        grant=grant,
+        message=f"Refresh failed ({failures} in a row); retrying in {delay:.0f} s",
+        error=error,
+        failures=failures,
+        retry_at=retry_at.isoformat(),
+        configuration=configuration,
+    )
+    signals.refresh_failed.send(
+        sender=Grant, grant=grant, error=error, retry_at=retry_at, actor=actor
+    )
+    return delay
