@@ -310,12 +310,14 @@ def _store(
 def delete_grant_if_unused(grant_id: int) -> bool:
     """Delete a grant no connection uses any more, wiping its secrets first."""
     with transaction.atomic():
-        unused = Grant.objects.select_for_update().filter(pk=grant_id, connections__isnull=True)
-        if not unused.exists():
+        # Lock the grant alone (PostgreSQL refuses FOR UPDATE across the outer join a
+        # "no connections" filter needs); a connect attaching to it waits for this lock.
+        grant = Grant.objects.select_for_update().filter(pk=grant_id).first()
+        if grant is None or grant.connections.exists():
             return False
         # Secrets go first, so nothing survives even where the delete leaves traces behind.
-        unused.update(access_token=None, refresh_token=None)
-        Grant.objects.filter(pk=grant_id).delete()
+        Grant.objects.filter(pk=grant_id).update(access_token=None, refresh_token=None)
+        grant.delete()
     return True
 
 
