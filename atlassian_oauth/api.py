@@ -104,6 +104,10 @@ def _fresh(grant_id: int, *, margin: float, stale_version: int | None = None) ->
     except refresh.ReconnectRequired as error:
         raise ReconnectRequired(str(error)) from error
     except refresh.TemporarilyUnavailable as error:
+        # A failed refresh never costs a token that still works (a 401'd one excepted).
+        still_valid = None if stale_version is not None else refresh.still_valid_token(grant_id)
+        if still_valid is not None:
+            return still_valid
         raise TemporarilyUnavailable(str(error), error.retry_after) from error
     except Grant.DoesNotExist as error:
         raise NotConnected("The connection was removed.") from error

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -122,6 +123,14 @@ def ensure_fresh(
                 return _token_of(grant)
             raise TemporarilyUnavailable("Another worker's refresh is taking too long.", 1.0)
         time.sleep(POLL_INTERVAL * random.uniform(0.5, 1.5))  # noqa: S311
+
+
+def still_valid_token(grant_id: int) -> FreshToken | None:
+    """The stored access token if it has not expired yet: what to use when a refresh failed."""
+    grant = Grant.objects.filter(pk=grant_id).first()
+    if grant is None or grant.status == Grant.Status.NEEDS_RECONNECT or not is_fresh(grant, 0):
+        return None
+    return _token_of(grant)
 
 
 def _token_of(grant: Grant) -> FreshToken:
@@ -247,7 +256,7 @@ def _store(
         rotated=rotated,
         expires_in=tokens.expires_in,
     )
-    signals.refreshed.send(sender=Grant, grant=grant, actor=actor)
+    transaction.on_commit(lambda: signals.refreshed.send(sender=Grant, grant=grant, actor=actor))
     return _token_of(grant)
 
 
@@ -266,7 +275,9 @@ def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> N
         message="Atlassian refused the refresh token; the user must reconnect",
         error=error,
     )
-    signals.needs_reconnect.send(sender=Grant, grant=grant, error=error, actor=actor)
+    transaction.on_commit(
+        lambda: signals.needs_reconnect.send(sender=Grant, grant=grant, error=error, actor=actor)
+    )
 
 
 def _mark_failed(
@@ -296,7 +307,9 @@ def _mark_failed(
         retry_at=retry_at.isoformat(),
         configuration=configuration,
     )
-    signals.refresh_failed.send(
-        sender=Grant, grant=grant, error=error, retry_at=retry_at, actor=actor
+    transaction.on_commit(
+        lambda: signals.refresh_failed.send(
+            sender=Grant, grant=grant, error=error, retry_at=retry_at, actor=actor
+        )
     )
     return delay

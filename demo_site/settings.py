@@ -77,6 +77,11 @@ DATABASES = {
         env.str("DATABASE_URL", default="") or f"sqlite:///{DEMO_VAR_DIR / 'db.sqlite3'}"
     ),
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: wait for a writer instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = env.float(
+        "SQLITE_TIMEOUT", default=20.0
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
+from django.dispatch import Signal
+from django.test import TestCase
 from django.utils import timezone
 
-from atlassian_oauth import client
+from atlassian_oauth import client, signals
 from atlassian_oauth.models import Connection, Grant, Resource
 from atlassian_oauth.testing import ADA_ACCOUNT_ID, DEFAULT_CLIENT_ID, FakeAtlassian
 
@@ -58,3 +63,53 @@ def expire(grant: Grant, seconds_ago: float = 1.0) -> None:
     Grant.objects.filter(pk=grant.pk).update(
         access_token_expires_at=timezone.now() - timedelta(seconds=seconds_ago)
     )
+
+
+# ---- fault-matrix and API test helpers (appended) ---------------------------------------------
+
+REFRESH_SIGNALS = ("refreshed", "refresh_failed", "needs_reconnect")
+
+
+@contextmanager
+def captured_signals() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Record ``(signal name, keyword arguments incl. sender)`` of every refresh signal, on exit."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    connected: list[tuple[Signal, str]] = []
+    for name in REFRESH_SIGNALS:
+        signal: Signal = getattr(signals, name)
+
+        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
+            kwargs.pop("signal", None)
+            calls.append((_name, {"sender": sender, **kwargs}))
+
+        uid = f"tests.refresh_helpers.captured_signals.{name}"
+        signal.connect(receiver, weak=False, dispatch_uid=uid)
+        connected.append((signal, uid))
+    try:
+        # Signals are sent on commit; the test's transaction never commits, so run them here.
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            yield calls
+    finally:
+        for signal, uid in connected:
+            signal.disconnect(dispatch_uid=uid)
+
+
+def stored_tokens(grant_id: int) -> tuple[str | None, str | None]:
+    """The (access, refresh) plaintext the row holds now."""
+    grant = Grant.objects.get(pk=grant_id)
+    return grant.access_token, grant.refresh_token
+
+
+def set_stored_tokens(
+    grant_id: int, *, access_token: str | None = None, refresh_token: str | None = None
+) -> None:
+    """Overwrite the row's tokens (as a bug or a lost write would), leaving the version alone."""
+    grant = Grant.objects.get(pk=grant_id)
+    fields = []
+    if access_token is not None:
+        grant.access_token = access_token
+        fields.append("access_token")
+    if refresh_token is not None:
+        grant.refresh_token = refresh_token
+        fields.append("refresh_token")
+    grant.save(update_fields=fields)
