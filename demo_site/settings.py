@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 
+from atlassian_oauth.beat import BEAT_SCHEDULE as ATLASSIAN_OAUTH_BEAT_SCHEDULE
 from demo_site.keys import demo_encryption_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -120,6 +121,11 @@ ATLASSIAN_OAUTH = {
     "ENCRYPTION_KEYS": env.list("ATLASSIAN_ENCRYPTION_KEYS", default=[])
     or [demo_encryption_key(DEMO_VAR_DIR / "encryption.key")],
     "CONNECT_REDIRECT_URL": "home",
+    # The fake's tokens live minutes (FAKE_TOKEN_LIFETIME), so renew them a minute ahead.
+    "REFRESH_MARGIN": env.float(
+        "ATLASSIAN_REFRESH_MARGIN", default=60.0 if USE_FAKE_ATLASSIAN else 300.0
+    ),
+    "BEAT_JITTER": env.float("ATLASSIAN_BEAT_JITTER", default=5.0 if USE_FAKE_ATLASSIAN else 30.0),
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -146,11 +152,20 @@ if not REDIS_URL:
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DEMO_VAR_DIR / "celerybeat-schedule")
+# The one line an integrator adds, plus the demo's own heartbeat.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    **ATLASSIAN_OAUTH_BEAT_SCHEDULE,
     "demo-heartbeat": {
         "task": "demo_site.tasks.heartbeat",
         "schedule": env.float("DEMO_HEARTBEAT_SECONDS", default=30.0),
     },
+}
+# The demo sweeps every few seconds so the fake's short-lived tokens are seen being renewed.
+_SWEEP_SECONDS = env.float("DEMO_SWEEP_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["atlassian-oauth-refresh-due-grants"] = {
+    **ATLASSIAN_OAUTH_BEAT_SCHEDULE["atlassian-oauth-refresh-due-grants"],
+    "schedule": _SWEEP_SECONDS,
+    "options": {"expires": _SWEEP_SECONDS},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -24,12 +24,15 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 
-def start_demo(var_dir: Path, port: int, fake_port: int) -> subprocess.Popen[str]:
+def start_demo(
+    var_dir: Path, port: int, fake_port: int, **environment: str
+) -> subprocess.Popen[str]:
     env = subprocess_env(
         DEMO_VAR_DIR=str(var_dir),
         DATABASE_URL="",
         REDIS_URL="",
         DJANGO_SETTINGS_MODULE="demo_site.settings",
+        **environment,
     )
     env.pop("ATLASSIAN_CLIENT_ID", None)
     argv = [PYTHON, "manage.py", "rundemo", "--port", str(port), "--fake-port", str(fake_port)]
@@ -147,3 +150,60 @@ def test_a_taken_port_is_reported_not_crashed_on(tmp_path):
     assert process.returncode != 0
     assert f"Port {port} for the web is taken" in output
     assert "Traceback" not in output
+
+
+def consent_through_the_fake(session: requests.Session, base: str) -> requests.Response:
+    """Click Connect Jira, then Accept on the fake's consent page, as a browser would."""
+    consent = session.get(f"{base}/atlassian/connect/", timeout=10)
+    assert ">Accept<" in consent.text, consent.text
+    consent_id = re.search(r'name="consent_id" value="([^"]+)"', consent.text)
+    assert consent_id
+    fake_base = consent.url.split("/authorize")[0]
+    return session.post(
+        f"{fake_base}/authorize",
+        data={"consent_id": consent_id.group(1), "decision": "accept"},
+        timeout=10,
+    )
+
+
+def test_the_demo_renews_short_lived_tokens_while_it_runs(tmp_path):
+    """Connect in the running demo; beat and the worker renew the token before it expires."""
+    port, fake_port = free_port(), free_port()
+    # Tokens live 70 s and are renewed 60 s ahead: due 10 s after connecting.
+    process = start_demo(
+        tmp_path,
+        port,
+        fake_port,
+        FAKE_TOKEN_LIFETIME="70",
+        ATLASSIAN_REFRESH_MARGIN="60",
+        DEMO_SWEEP_SECONDS="2",
+        ATLASSIAN_BEAT_JITTER="1",
+    )
+    try:
+        read_until(process, "Press Ctrl-C")
+        base = f"http://localhost:{port}"
+        user = requests.Session()
+        log_in(user, base, "alice", "alice-demo-password")
+        landed = consent_through_the_fake(user, base)
+        assert "Jira is connected as ada@example.com." in landed.text
+        assert "not renewed yet" in user.get(f"{base}/atlassian/", timeout=10).text
+
+        renewed = wait_until(
+            lambda: "last renewed" in user.get(f"{base}/atlassian/", timeout=10).text,
+            timeout=60,
+            interval=1,
+        )
+        assert renewed, "no refresh reached the status page within a minute"
+        page = user.get(f"{base}/atlassian/", timeout=10).text
+        assert "Healthy" in page
+
+        admin = requests.Session()
+        log_in(admin, base, "admin", "admin-demo-password")
+        events = admin.get(f"{base}/admin/atlassian_oauth/event/?kind__exact=refreshed", timeout=10)
+        assert "Refreshed the access token" in events.text
+        assert ">beat<" in events.text.lower() or "Beat" in events.text
+        grants = admin.get(f"{base}/admin/atlassian_oauth/grant/", timeout=10).text
+        assert "ada@example.com" in grants and "Healthy" in grants
+    finally:
+        output, _ = stop_with_ctrl_c(process)
+    assert process.returncode == 0, output

@@ -70,8 +70,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--token-lifetime",
             type=int,
-            default=int(os.environ.get("FAKE_TOKEN_LIFETIME", 3600)),
-            help="Seconds the fake Atlassian's access tokens live.",
+            default=int(os.environ.get("FAKE_TOKEN_LIFETIME", 180)),
+            help="Seconds the fake Atlassian's access tokens live (short, to show refreshes).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,0 +1,51 @@
+"""The Celery beat entries that keep every connection's tokens fresh, importable from settings.
+
+Add them to your project's beat schedule with one line in ``settings.py``::
+
+    from atlassian_oauth.beat import BEAT_SCHEDULE as ATLASSIAN_OAUTH_BEAT_SCHEDULE
+
+    CELERY_BEAT_SCHEDULE = {**ATLASSIAN_OAUTH_BEAT_SCHEDULE}  # plus your own entries
+
+This module imports neither Celery nor the app's models, so a settings module may import it.
+The check ``atlassian_oauth.W004`` warns when the sweep's entry is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SWEEP_TASK = "atlassian_oauth.tasks.refresh_due_grants"
+REFRESH_TASK = "atlassian_oauth.tasks.refresh_grant"
+CLEANUP_TASK = "atlassian_oauth.tasks.cleanup"
+
+#: Seconds between sweeps. With ``REFRESH_RATE_LIMIT`` one sweep enqueues only what the limit
+#: lets run before the next sweep, which picks up the rest, most urgent first.
+SWEEP_INTERVAL = 60.0
+CLEANUP_INTERVAL = 86400.0
+
+#: A refresh task's soft time limit is ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` (waiting for another
+#: worker's refresh, then connecting and reading, each bounded by the timeout) plus this, for
+#: the database work; the hard limit adds this again so the soft limit's cleanup can finish.
+TIME_LIMIT_SLACK = 10.0
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "atlassian-oauth-refresh-due-grants": {
+        "task": SWEEP_TASK,
+        "schedule": SWEEP_INTERVAL,
+        # A sweep nobody ran in time is replaced by the next one, not run late in a pile.
+        "options": {"expires": SWEEP_INTERVAL},
+    },
+    "atlassian-oauth-cleanup": {
+        "task": CLEANUP_TASK,
+        "schedule": CLEANUP_INTERVAL,
+        "options": {"expires": CLEANUP_INTERVAL / 2},
+    },
+}
+
+
+def time_limits() -> tuple[float, float]:
+    """``(soft, hard)`` time limits in seconds for one refresh task, from the current settings."""
+    from .conf import conf
+
+    soft = conf.REFRESH_WAIT + 2 * conf.HTTP_TIMEOUT + TIME_LIMIT_SLACK
+    return soft, soft + TIME_LIMIT_SLACK
