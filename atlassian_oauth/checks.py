@@ -11,11 +11,19 @@
 | atlassian_oauth.W001 | no default client id and secret: only sites with their own app connect |
 | atlassian_oauth.W002 | an ``http://`` callback URL while ``DEBUG`` is off |
 | atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or uses http |
+| atlassian_oauth.W004 | Celery is configured but ``CELERY_BEAT_SCHEDULE`` lacks the refresh sweep |
+| atlassian_oauth.W005 | a refresh task may outlast the broker's visibility timeout, or the lock |
+|                      | timeout is not between one refresh call and Atlassian's reuse leeway |
+
+W004 and W005 read Celery's settings under the ``CELERY_`` namespace that Celery documents for
+Django; W004 speaks only when ``CELERY_BROKER_URL`` or ``CELERY_BEAT_SCHEDULE`` is set. A
+project configuring Celery another way (or scheduling ``manage.py atlassian_oauth
+refresh --due`` from cron instead) silences them with ``SILENCED_SYSTEM_CHECKS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.apps import apps
@@ -24,7 +32,20 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
+from .beat import SWEEP_INTERVAL, SWEEP_TASK, time_limits
 from .conf import SETTINGS_NAME, conf
+
+#: Brokers that hand an unacknowledged message to another worker after a visibility timeout,
+#: with kombu's default for it.
+VISIBILITY_TIMEOUT_DEFAULTS = {
+    "redis": 3600.0,
+    "rediss": 3600.0,
+    "redis+socket": 3600.0,
+    "sentinel": 3600.0,
+    "sqs": 1800.0,
+}
+#: Atlassian accepts a rotated refresh token again for this long (ATLASSIAN.md).
+REUSE_LEEWAY = 600.0
 
 
 def _scope_errors(scopes: Sequence[str], where: str) -> list[CheckMessage]:
@@ -141,3 +162,74 @@ def check_site_apps(
                 Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W003")
             )
     return warnings
+
+
+@register()
+def check_celery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    warnings: list[CheckMessage] = []
+    uses_celery = hasattr(settings, "CELERY_BROKER_URL") or hasattr(
+        settings, "CELERY_BEAT_SCHEDULE"
+    )
+    schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None) or {}
+    entries = schedule.values() if isinstance(schedule, Mapping) else ()
+    if uses_celery and not any(
+        isinstance(entry, Mapping) and entry.get("task") == SWEEP_TASK for entry in entries
+    ):
+        warnings.append(
+            Warning(
+                f"CELERY_BEAT_SCHEDULE has no entry for {SWEEP_TASK}, so nothing refreshes "
+                "idle connections: their access tokens expire, and a refresh token unused "
+                "for 90 days dies, so the user has to connect again.",
+                hint="Add the app's entries: `from atlassian_oauth.beat import BEAT_SCHEDULE as "
+                "ATLASSIAN_OAUTH_BEAT_SCHEDULE`, then `CELERY_BEAT_SCHEDULE = "
+                "{**ATLASSIAN_OAUTH_BEAT_SCHEDULE, ...}`.",
+                id="atlassian_oauth.W004",
+            )
+        )
+    try:
+        soft, hard = time_limits()
+        http, lock, jitter = conf.HTTP_TIMEOUT, conf.REFRESH_LOCK_TIMEOUT, conf.BEAT_JITTER
+        rate = conf.REFRESH_RATE_LIMIT
+    except ImproperlyConfigured:
+        return warnings  # check_settings reports it as E006
+    visibility = _visibility_timeout()
+    # A countdown is spent unacknowledged in the worker, so it counts against the timeout.
+    longest = hard + jitter + (SWEEP_INTERVAL if rate is not None else 0.0)
+    if visibility is not None and not (http < soft < hard and longest < visibility):
+        warnings.append(
+            Warning(
+                f"A refresh task may be held for {longest:.0f} s (its countdown, then its "
+                f"{hard:.0f} s hard time limit), not less than the broker's visibility timeout "
+                f"of {visibility:.0f} s: the broker would hand it to a second worker meanwhile.",
+                hint="Raise CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'], or lower "
+                f"{SETTINGS_NAME}['REFRESH_WAIT'], ['HTTP_TIMEOUT'] or ['BEAT_JITTER'].",
+                id="atlassian_oauth.W005",
+            )
+        )
+    # requests applies HTTP_TIMEOUT to connecting and to reading, so a call may take twice that.
+    if not 2 * http < lock < REUSE_LEEWAY:
+        warnings.append(
+            Warning(
+                f"{SETTINGS_NAME}['REFRESH_LOCK_TIMEOUT'] is {lock:.0f} s; it must exceed the "
+                f"longest refresh call (2 x HTTP_TIMEOUT = {2 * http:.0f} s), or a second worker "
+                "may refresh the same grant meanwhile, and stay under Atlassian's "
+                f"{REUSE_LEEWAY:.0f} s reuse leeway, or the retry after a crashed worker presents "
+                "a refresh token Atlassian rotated too long ago and the grant is revoked.",
+                hint=f"Set REFRESH_LOCK_TIMEOUT between {2 * http:.0f} and {REUSE_LEEWAY:.0f} "
+                "seconds (the default is 60).",
+                id="atlassian_oauth.W005",
+            )
+        )
+    return warnings
+
+
+def _visibility_timeout() -> float | None:
+    """The broker's visibility timeout in seconds, or None when the broker has none."""
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    configured = options.get("visibility_timeout") if isinstance(options, Mapping) else None
+    if isinstance(configured, int | float) and not isinstance(configured, bool):
+        return float(configured)
+    url = getattr(settings, "CELERY_BROKER_URL", None)
+    if not isinstance(url, str):
+        return None
+    return VISIBILITY_TIMEOUT_DEFAULTS.get(url.partition("://")[0].lower())

@@ -127,6 +127,10 @@ class Grant(models.Model):
                 fields=["status", "access_token_expires_at"], name="atlassian_grant_due_idx"
             ),
             models.Index(fields=["status", "next_refresh_at"], name="atlassian_grant_retry_idx"),
+            # The keep-alive half of the sweep's query (refresh tokens nearing 90 idle days).
+            models.Index(
+                fields=["status", "refresh_token_issued_at"], name="atlassian_grant_keepalive_idx"
+            ),
         ]
 
     def __str__(self) -> str:

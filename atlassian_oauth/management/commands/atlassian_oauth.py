@@ -14,8 +14,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from atlassian_oauth import connect, crypto, reports, rotation
-from atlassian_oauth.models import Connection, Event
+from atlassian_oauth import connect, crypto, reports, rotation, sweep
+from atlassian_oauth.models import Connection, Event, Grant
 
 #: Exit status of ``status`` when some connection needs attention (1 is an error).
 UNHEALTHY_EXIT = 2
@@ -42,6 +42,17 @@ this; then remove the old keys. Each row is committed on its own: safe to interr
 (a rerun skips rows already under the first key). Rows no configured key can decrypt are listed
 by model and pk and make the exit status 1; the other rows are still re-encrypted."""
 
+REFRESH_DESCRIPTION = """\
+Refresh the access tokens of the connections of --user and/or on --site now, even those still
+fresh; with --due, only what the beat's sweep would refresh (expiring soon, or idle long enough
+to need a keep-alive; never those needing reconnect or backing off after a failure). --due alone
+covers every connection. Each Atlassian grant is refreshed once, however many connections share
+it. --dry-run lists the grants and changes nothing. A run from cron with --due does the beat's
+job without Celery.
+
+Exit status: 0 when every refresh worked (or was not needed), 1 when any failed or needs its
+user to reconnect, or on an error such as an unknown user or site."""
+
 GENERATE_DESCRIPTION = """\
 Print a new random encryption key on stdout (and advice on stderr, so
 KEY=$(... generate-key) captures only the key)."""
@@ -49,8 +60,8 @@ KEY=$(... generate-key) captures only the key)."""
 
 class Command(BaseCommand):
     help = (
-        "Operate django-atlassian-oauth: status, disconnect, rotate-keys, generate-key, "
-        "fake-server. Run a subcommand with --help for its options."
+        "Operate django-atlassian-oauth: status, disconnect, refresh, rotate-keys, "
+        "generate-key, fake-server. Run a subcommand with --help for its options."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -76,6 +87,21 @@ class Command(BaseCommand):
         disconnect.add_argument(
             "--site",
             help="The site (domain or id); needed when the user has connections on several sites.",
+        )
+
+        refresh = subcommands.add_parser(
+            "refresh",
+            help="Refresh connections' access tokens now (exit 1 if any refresh failed).",
+            description=REFRESH_DESCRIPTION,
+            formatter_class=raw,
+        )
+        refresh.add_argument("--user", help="This user's connections (their username).")
+        refresh.add_argument("--site", help="Connections on this site (domain or id).")
+        refresh.add_argument(
+            "--due", action="store_true", help="Only grants due for refresh, as the beat sees it."
+        )
+        refresh.add_argument(
+            "--dry-run", action="store_true", help="List what would be refreshed; change nothing."
         )
 
         subcommands.add_parser(
@@ -119,6 +145,7 @@ class Command(BaseCommand):
         handlers = {
             "status": self.status,
             "disconnect": self.disconnect,
+            "refresh": self.refresh,
             "rotate-keys": self.rotate_keys,
             "generate-key": self.generate_key,
             "fake-server": self.fake_server,
@@ -188,6 +215,40 @@ class Command(BaseCommand):
             "Atlassian still lists the app among the account's connected apps; the account "
             f"owner revokes its access there: {connect.CONNECTED_APPS_URL}"
         )
+
+    def refresh(self, options: dict[str, Any]) -> None:
+        user = self._user(options["user"]) if options["user"] else None
+        site = self._site(options["site"]) if options["site"] else None
+        if user is None and site is None and not options["due"]:
+            raise CommandError("Pass --user and/or --site, or --due (what the beat would refresh).")
+        grants = sweep.select_grants(user=user, site=site, due=options["due"])
+        if not grants:
+            self.stdout.write("Nothing to refresh." if options["due"] else "No connections.")
+            return
+        failed = 0
+        for grant in grants:
+            label = _grant_label(grant)
+            if options["dry_run"]:
+                if grant.status == Grant.Status.ACTIVE:
+                    self.stdout.write(f"{label}: would refresh")
+                else:  # refresh.ensure_fresh would refuse it without calling Atlassian
+                    self.stdout.write(f"{label}: {grant.get_status_display()}, cannot refresh")
+                continue
+            outcome = sweep.refresh_grant(
+                grant.pk, actor=Event.Actor.COMMAND, force=not options["due"]
+            )
+            # A grant deleted meanwhile (its user disconnected) needs no refresh either.
+            ok = outcome.result not in (sweep.Result.FAILED, sweep.Result.NEEDS_RECONNECT)
+            failed += not ok
+            style = self.style.SUCCESS if ok else self.style.ERROR
+            self.stdout.write(style(f"{label}: {outcome}"))
+        count = f"{len(grants)} grant{'s' if len(grants) != 1 else ''}"
+        if options["dry_run"]:
+            self.stdout.write(f"Dry run: {count} would be refreshed; nothing was changed.")
+            return
+        self.stdout.write(f"{count}: {len(grants) - failed} done, {failed} not refreshed.")
+        if failed:
+            raise CommandError(f"{failed} of {count} could not be refreshed (see above).")
 
     def rotate_keys(self, options: dict[str, Any]) -> None:
         try:
@@ -276,3 +337,12 @@ class Command(BaseCommand):
                 f"No site with domain or id {value!r}. Known sites: {known or 'none'}."
             )
         return site
+
+
+def _grant_label(grant: Grant) -> str:
+    """``ada@example.com (grant 7; alice on localhost, bob on beta.example)``: never a token."""
+    users = ", ".join(
+        f"{c.user.get_username()} on {c.site.domain}"
+        for c in sorted(grant.connections.all(), key=lambda c: (c.site.domain, c.pk))
+    )
+    return f"{grant} (grant {grant.pk}{'; ' + users if users else ''})"

@@ -1,0 +1,196 @@
+"""What the beat and the ``refresh`` command do: find grants due for refresh, refresh one grant,
+and clean up old rows. The Celery tasks and the command are thin calls into these functions.
+
+A grant is due when its access token expires within ``REFRESH_MARGIN``, or when its refresh
+token is older than ``KEEPALIVE_AFTER`` (Atlassian lets an unused refresh token die after 90
+days) and nothing refreshed it since. Grants that need reconnecting, have no refresh token, or
+are backing off after a failure are never due: refresh.py schedules their retry in
+``next_refresh_at``. Refreshing twice is harmless: the second call finds the grant fresh.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.sites.models import Site
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from . import refresh
+from .beat import SWEEP_INTERVAL
+from .conf import conf
+from .models import AuthorizationState, Event, Grant
+
+logger = logging.getLogger(__name__)
+
+#: ``enqueue(grant_id, countdown)`` puts one refresh of the grant on the queue.
+Enqueue = Callable[[int, float], None]
+
+
+def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
+    """The grants the beat should refresh now, most urgent first (one query on the due index)."""
+    now = now or timezone.now()
+    expiring = Q(access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN))
+    cutoff = _keepalive_cutoff(now)
+    # A refresh that got no new refresh token leaves refresh_token_issued_at as it was: checking
+    # last_refreshed_at too keeps such a grant from being refreshed again at every sweep.
+    idle = Q(refresh_token_issued_at__lte=cutoff) & (
+        Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=cutoff)
+    )
+    not_backing_off = Q(next_refresh_at__isnull=True) | Q(next_refresh_at__lte=now)
+    return (
+        Grant.objects.filter(status=Grant.Status.ACTIVE)
+        .filter(expiring | idle)
+        .filter(not_backing_off)
+        # The due index's own order: no sort step.
+        .order_by("access_token_expires_at")
+    )
+
+
+def _keepalive_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=conf.KEEPALIVE_AFTER)
+
+
+def _idle(issued: datetime | None, last_refreshed: datetime | None, now: datetime) -> bool:
+    """The Python twin of ``due_grants``'s keep-alive condition."""
+    cutoff = _keepalive_cutoff(now)
+    return (
+        issued is not None
+        and issued <= cutoff
+        and (last_refreshed is None or last_refreshed <= cutoff)
+    )
+
+
+def sweep_limit() -> int | None:
+    """How many refreshes one sweep may enqueue: what ``REFRESH_RATE_LIMIT`` lets start before
+    the next sweep (None: no limit). The next sweep takes the rest, most urgent first."""
+    rate = conf.REFRESH_RATE_LIMIT
+    return None if rate is None else math.ceil(rate * SWEEP_INTERVAL)
+
+
+def countdown(index: int, expires_at: datetime, now: datetime) -> float:
+    """When to run the refresh of the ``index``-th most urgent due grant, in seconds from now.
+
+    A random jitter below ``BEAT_JITTER``; with ``REFRESH_RATE_LIMIT`` r, no earlier than
+    index / r (one beat enqueues everything, so this limits the whole deployment). Never later
+    than keeps the refresh ahead of the token's expiry, while that is still possible: the rate
+    limit yields then.
+    """
+    jitter, rate = conf.BEAT_JITTER, conf.REFRESH_RATE_LIMIT
+    if rate is None:
+        delay = random.uniform(0, jitter)  # noqa: S311  (spreading load, not secrets)
+    else:
+        # Jitter within the grant's slot keeps the spacing close to 1 / r.
+        delay = index / rate + random.uniform(0, min(jitter, 1 / rate))  # noqa: S311
+    left = (expires_at - now).total_seconds()
+    if left > 0:
+        # Leave the refresh its HTTP timeout before the token dies.
+        delay = min(delay, max(0.0, left - conf.HTTP_TIMEOUT))
+    return delay
+
+
+def enqueue_due(enqueue: Enqueue, now: datetime | None = None) -> int:
+    """Enqueue one refresh per due grant, passing its id only; returns how many were enqueued."""
+    now = now or timezone.now()
+    due = due_grants(now).values_list("pk", "access_token_expires_at")
+    limit = sweep_limit()
+    if limit is not None:
+        due = due[:limit]
+    count = 0
+    for index, (grant_id, expires_at) in enumerate(due.iterator()):
+        enqueue(grant_id, countdown(index, expires_at, now))
+        count += 1
+    if count:
+        logger.info("Enqueued %d refreshes of Atlassian grants due for refresh.", count)
+    return count
+
+
+class Result(enum.StrEnum):
+    REFRESHED = "refreshed"
+    FRESH = "still fresh"
+    FAILED = "failed"
+    NEEDS_RECONNECT = "needs reconnect"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    grant_id: int
+    result: Result
+    #: Why it failed or needs reconnecting; never a secret.
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.result} ({self.reason})" if self.reason else str(self.result)
+
+
+def refresh_grant(
+    grant_id: int, *, actor: Event.Actor, force: bool = False, now: datetime | None = None
+) -> Outcome:
+    """Refresh one grant if it is due (``force``: in any case), through ``refresh.ensure_fresh``.
+
+    Safe to call twice, or for a grant deleted since: the second call finds the grant fresh
+    and calls nothing. Never raises for a dead, failing or deleted grant: the outcome says so.
+    """
+    now = now or timezone.now()
+    fields = ("version", "access_token_expires_at", "refresh_token_issued_at", "last_refreshed_at")
+    seen = Grant.objects.filter(pk=grant_id).values(*fields).first()
+    if seen is None:
+        return Outcome(grant_id, Result.GONE)
+    version: int = seen["version"]
+    expiring = seen["access_token_expires_at"] <= now + timedelta(seconds=conf.REFRESH_MARGIN)
+    idle = _idle(seen["refresh_token_issued_at"], seen["last_refreshed_at"], now)
+    try:
+        if force or (idle and not expiring):
+            # The access token is fresh, so the margin would not refresh it: "refresh unless
+            # someone already moved past this version" does, exactly once.
+            token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version)
+        else:
+            token = refresh.ensure_fresh(grant_id, actor=actor, margin=conf.REFRESH_MARGIN)
+    except refresh.ReconnectRequired as error:
+        return Outcome(grant_id, Result.NEEDS_RECONNECT, str(error))
+    except refresh.TemporarilyUnavailable as error:
+        return Outcome(grant_id, Result.FAILED, str(error))
+    except Grant.DoesNotExist:
+        return Outcome(grant_id, Result.GONE)
+    return Outcome(grant_id, Result.REFRESHED if token.version > version else Result.FRESH)
+
+
+def select_grants(
+    *,
+    user: AbstractBaseUser | None = None,
+    site: Site | None = None,
+    due: bool = False,
+    now: datetime | None = None,
+) -> list[Grant]:
+    """The grants of the connections of ``user`` and/or on ``site`` (every grant when neither),
+    only those due for refresh when ``due``; with their connections prefetched."""
+    grants = due_grants(now) if due else Grant.objects.order_by("access_token_expires_at", "pk")
+    if user is not None:
+        grants = grants.filter(connections__user=user.pk)
+    if site is not None:
+        grants = grants.filter(connections__site=site)
+    return list(grants.distinct().prefetch_related("connections__user", "connections__site"))
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    events: int
+    authorization_states: int
+
+
+def cleanup(now: datetime | None = None) -> CleanupReport:
+    """Delete events older than ``EVENT_RETENTION`` and authorizations that have expired."""
+    now = now or timezone.now()
+    events, _ = Event.objects.filter(
+        created_at__lt=now - timedelta(seconds=conf.EVENT_RETENTION)
+    ).delete()
+    states, _ = AuthorizationState.objects.filter(expires_at__lt=now).delete()
+    return CleanupReport(events=events, authorization_states=states)

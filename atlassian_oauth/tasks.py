@@ -1,0 +1,84 @@
+"""Celery tasks that keep every grant fresh; each is a thin call into ``sweep``.
+
+The app makes no Celery app of its own: ``@shared_task`` binds these to the project's app. Add
+the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
+
+    CELERY_BEAT_SCHEDULE = {**ATLASSIAN_OAUTH_BEAT_SCHEDULE, ...}
+
+- ``refresh_due_grants`` (every minute): enqueues one ``refresh_grant`` per due grant, with the
+  grant's id as its only argument, spread over ``BEAT_JITTER`` seconds (and ``REFRESH_RATE_LIMIT``).
+- ``refresh_grant``: refreshes one grant if it is still due. Acknowledged late, so a worker
+  that dies mid-task leaves it to be delivered again; a second delivery finds the grant fresh
+  and does nothing. A failure is logged, never retried by Celery: a dead grant waits for its
+  user, and a transient failure's retry is scheduled by ``next_refresh_at`` on the grant row,
+  where the next sweep sees it. Its time limits are computed from the settings when this
+  module is imported (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 * HTTP_TIMEOUT``
+  plus slack, hard a little later. Restart workers after changing those settings; the check
+  ``atlassian_oauth.W005`` compares them with the broker's visibility timeout.
+- ``cleanup`` (daily): deletes old events and expired authorizations in progress.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from . import sweep
+from .beat import BEAT_SCHEDULE, CLEANUP_TASK, REFRESH_TASK, SWEEP_TASK, time_limits
+from .models import Event
+
+__all__ = ["BEAT_SCHEDULE", "cleanup", "refresh_due_grants", "refresh_grant"]
+
+logger = logging.getLogger(__name__)
+
+SOFT_TIME_LIMIT, TIME_LIMIT = time_limits()
+
+
+@shared_task(name=SWEEP_TASK, ignore_result=True)
+def refresh_due_grants() -> int:
+    """Enqueue a refresh of every grant due for one; returns how many."""
+    return sweep.enqueue_due(_enqueue_refresh)
+
+
+def _enqueue_refresh(grant_id: int, countdown: float) -> None:
+    # The id only: a token or a model instance would sit in the broker in clear.
+    refresh_grant.apply_async((grant_id,), countdown=countdown)
+
+
+@shared_task(
+    name=REFRESH_TASK,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=SOFT_TIME_LIMIT,
+    time_limit=TIME_LIMIT,
+)
+def refresh_grant(grant_id: int) -> str:
+    """Refresh one grant if it is due; returns what happened (``sweep.Result``)."""
+    try:
+        outcome = sweep.refresh_grant(grant_id, actor=Event.Actor.BEAT)
+    except SoftTimeLimitExceeded:
+        # ensure_fresh released its lease on the way out; the next sweep tries again.
+        logger.warning("Refreshing Atlassian grant %s took too long; it will be retried.", grant_id)
+        return sweep.Result.FAILED.value
+    if outcome.result == sweep.Result.FAILED:
+        logger.warning("Refreshing Atlassian grant %s failed: %s", grant_id, outcome.reason)
+    elif outcome.result == sweep.Result.NEEDS_RECONNECT:
+        logger.info("Atlassian grant %s needs its user to reconnect: %s", grant_id, outcome.reason)
+    elif outcome.result == sweep.Result.GONE:
+        logger.info("Atlassian grant %s no longer exists; nothing to refresh.", grant_id)
+    return outcome.result.value
+
+
+@shared_task(name=CLEANUP_TASK, ignore_result=True)
+def cleanup() -> dict[str, int]:
+    """Delete events older than ``EVENT_RETENTION`` and expired authorizations; their counts."""
+    report = sweep.cleanup()
+    logger.info(
+        "Deleted %d old events and %d expired authorizations.",
+        report.events,
+        report.authorization_states,
+    )
+    return {"events": report.events, "authorization_states": report.authorization_states}
