@@ -138,6 +138,11 @@ class GrantAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # grants come only from a user's consent
 
+    def has_delete_permission(self, request: HttpRequest, obj: Grant | None = None) -> bool:
+        # Disconnect its connections instead: that logs who did it, and the grant goes with
+        # the last one.
+        return False
+
     @admin.display(description=_("health"))
     def health(self, grant: Grant) -> SafeString:
         return _health_badge(grant)

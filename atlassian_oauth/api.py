@@ -19,7 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
 from django.http import HttpRequest
-from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import refresh
 from .conf import conf
@@ -151,13 +151,19 @@ class AtlassianSession(requests.Session):
         return confluence_url(cloud_id or self.default_cloud_id("confluence"), path)
 
     def _current_token(self) -> refresh.FreshToken:
-        if self._token is None or not _valid_for(self._token, REQUEST_MARGIN):
+        if self._token is None or not self._token.valid_for(REQUEST_MARGIN):
             self._token = _fresh(self.connection.grant_id, margin=REQUEST_MARGIN)
         return self._token
 
+    @sensitive_variables("token", "kwargs")
     def request(  # type: ignore[override]  # keyword arguments only, as Session.get() & co. pass
         self, method: str | bytes, url: str | bytes, **kwargs: Any
     ) -> requests.Response:
+        gateway = f"{conf.API_BASE_URL}/"
+        if not str(url).startswith(gateway):
+            # The token must never follow a URL out of Atlassian's API (say, one found in an
+            # issue's data): refuse rather than send it, or silently send nothing.
+            raise ValueError(f"An AtlassianSession only sends requests under {gateway}")
         kwargs.setdefault("timeout", conf.HTTP_TIMEOUT)
         token = self._current_token()
         response = self._send(token, method, url, **kwargs)
@@ -171,21 +177,13 @@ class AtlassianSession(requests.Session):
         )
         return self._send(self._token, method, url, **kwargs)
 
+    @sensitive_variables("token", "headers", "kwargs")
     def _send(
-        self,
-        token: refresh.FreshToken,
-        method: str | bytes,
-        url: str | bytes,
-        *args: Any,
-        **kwargs: Any,
+        self, token: refresh.FreshToken, method: str | bytes, url: str | bytes, **kwargs: Any
     ) -> requests.Response:
         headers = dict(kwargs.pop("headers", None) or {})
         headers["Authorization"] = f"Bearer {token.access_token}"
         return super().request(method, url, headers=headers, **kwargs)
-
-
-def _valid_for(token: refresh.FreshToken, seconds: float) -> bool:
-    return (token.expires_at - timezone.now()).total_seconds() > seconds
 
 
 def get_session(

@@ -8,18 +8,24 @@ table says, so callers decide on the class and never on status codes. Messages c
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
 
 logger = logging.getLogger(__name__)
 
 AUDIENCE = "api.atlassian.com"
+# Bounds on numbers Atlassian sends, so a garbled header or body cannot schedule a retry in a
+# thousand years or overflow a datetime (Atlassian's own values are 3600 s and a few seconds).
+MAX_RETRY_AFTER = 86400.0
+MAX_EXPIRES_IN = 86400
 # Atlassian sends at most a few hundred bytes of error; more is not an OAuth error body.
 MAX_ERROR_TEXT = 200
 
@@ -107,6 +113,8 @@ def authorize_url(app: OAuthApp, redirect_uri: str, state: str) -> str:
     return f"{conf.AUTH_BASE_URL}/authorize?{query}"
 
 
+# sensitive_variables keeps codes, secrets and tokens out of Django's error reports.
+@sensitive_variables("app", "code", "body")
 def exchange_code(app: OAuthApp, code: str, redirect_uri: str) -> TokenResponse:
     """Trade an authorization code for tokens."""
     body = {
@@ -119,6 +127,7 @@ def exchange_code(app: OAuthApp, code: str, redirect_uri: str) -> TokenResponse:
     return _token_request(body)
 
 
+@sensitive_variables("app", "refresh_token", "body")
 def refresh_tokens(app: OAuthApp, refresh_token: str) -> TokenResponse:
     """Trade a refresh token for a new access token (and, usually, a rotated refresh token)."""
     body = {
@@ -130,10 +139,9 @@ def refresh_tokens(app: OAuthApp, refresh_token: str) -> TokenResponse:
     return _token_request(body)
 
 
+@sensitive_variables("access_token")
 def accessible_resources(access_token: str) -> list[AccessibleResource]:
-    data = _api_get("/oauth/token/accessible-resources", access_token)
-    if not isinstance(data, list):
-        raise UnexpectedResponse("accessible-resources did not answer with a list.")
+    data = _api_get("/oauth/token/accessible-resources", access_token, expect=list)
     try:
         return [
             AccessibleResource(
@@ -151,9 +159,10 @@ def accessible_resources(access_token: str) -> list[AccessibleResource]:
         ) from error
 
 
+@sensitive_variables("access_token")
 def me(access_token: str) -> Profile:
-    data = _api_get("/me", access_token)
-    if not isinstance(data, dict) or not data.get("account_id"):
+    data = _api_get("/me", access_token, expect=dict)
+    if not data.get("account_id"):
         raise UnexpectedResponse("/me answered without an account_id.")
     return Profile(
         account_id=str(data["account_id"]),
@@ -162,12 +171,13 @@ def me(access_token: str) -> Profile:
     )
 
 
+@sensitive_variables("body", "data", "access_token", "refresh_token")
 def _token_request(body: Mapping[str, str]) -> TokenResponse:
     grant_type = body["grant_type"]
     response = _send("POST", f"{conf.AUTH_BASE_URL}/oauth/token", json=body, what=grant_type)
     if response.status_code != 200:
         raise _token_error(response)
-    data = _json(response, what="the token endpoint")
+    data = _json(response, what="the token endpoint", expect=dict)
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise TransientError(
@@ -175,7 +185,12 @@ def _token_request(body: Mapping[str, str]) -> TokenResponse:
         )
     refresh_token = data.get("refresh_token")
     expires_in = data.get("expires_in")
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not math.isfinite(expires_in)
+        or expires_in <= 0
+    ):
         raise TransientError(
             "The token endpoint answered without a valid expires_in.", status=response.status_code
         )
@@ -183,7 +198,7 @@ def _token_request(body: Mapping[str, str]) -> TokenResponse:
     return TokenResponse(
         access_token=access_token,
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
-        expires_in=int(expires_in),
+        expires_in=min(int(expires_in), MAX_EXPIRES_IN),
         scopes=tuple(scope.split()) if isinstance(scope, str) else (),
     )
 
@@ -207,7 +222,10 @@ def _token_error(response: requests.Response) -> AtlassianError:
     return UnexpectedResponse(summary, status=status, error=error)
 
 
-def _api_get(path: str, access_token: str) -> Any:
+@sensitive_variables("access_token")
+def _api_get(
+    path: str, access_token: str, *, expect: type[dict[str, Any]] | type[list[Any]]
+) -> Any:
     response = _send(
         "GET",
         f"{conf.API_BASE_URL}{path}",
@@ -221,9 +239,10 @@ def _api_get(path: str, access_token: str) -> Any:
         )
     if status != 200:
         raise UnexpectedResponse(f"{path} answered {status}.", status=status)
-    return _json(response, what=path)
+    return _json(response, what=path, expect=expect)
 
 
+@sensitive_variables("kwargs")
 def _send(method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:
     try:
         return requests.request(method, url, timeout=conf.HTTP_TIMEOUT, **kwargs)
@@ -237,7 +256,9 @@ def _send(method: str, url: str, *, what: str, **kwargs: Any) -> requests.Respon
         ) from error
 
 
-def _json(response: requests.Response, *, what: str) -> Any:
+def _json(
+    response: requests.Response, *, what: str, expect: type[dict[str, Any]] | type[list[Any]]
+) -> Any:
     try:
         data = response.json()
     except ValueError as error:
@@ -245,8 +266,9 @@ def _json(response: requests.Response, *, what: str) -> Any:
             f"{what} answered {response.status_code} with a body that is not JSON.",
             status=response.status_code,
         ) from error
-    if not isinstance(data, dict | list):
-        raise TransientError(f"{what} answered JSON that is not an object.")
+    if not isinstance(data, expect):
+        shape = "an object" if expect is dict else "a list"
+        raise TransientError(f"{what} answered JSON that is not {shape}.")
     return data
 
 
@@ -271,4 +293,6 @@ def _retry_after(response: requests.Response) -> float | None:
         seconds = float(value)
     except ValueError:
         return None  # An HTTP-date is allowed by RFC 9110; Atlassian documents seconds.
-    return max(0.0, seconds)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

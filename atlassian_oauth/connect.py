@@ -18,7 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -126,7 +126,9 @@ def complete(
         tokens = client.exchange_code(app, code, pending.redirect_uri)
         profile = client.me(tokens.access_token)
         resources = client.accessible_resources(tokens.access_token)
-    except client.InvalidCode as exc:
+    except (client.InvalidCode, client.InvalidGrant) as exc:
+        # Atlassian documents invalid_request for a bad code; plain OAuth servers say
+        # invalid_grant. Either way the code is spent: start again.
         _fail(
             user,
             site,
@@ -271,8 +273,14 @@ def _store(
 
     previous = Connection.objects.select_for_update().filter(user_id=user.pk, site=site).first()
     if previous is None:
-        connection = Connection.objects.create(user_id=user.pk, site=site, grant=grant)
-    else:
+        try:
+            # A savepoint: a second tab finishing its first connect at the same moment loses
+            # the insert race, and then updates the row the winner made instead of failing.
+            with transaction.atomic():
+                connection = Connection.objects.create(user_id=user.pk, site=site, grant=grant)
+        except IntegrityError:
+            previous = Connection.objects.select_for_update().get(user_id=user.pk, site=site)
+    if previous is not None:
         old_grant_id = previous.grant_id
         previous.grant = grant
         previous.save()

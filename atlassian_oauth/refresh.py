@@ -18,13 +18,15 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import client, signals
 from .conf import conf
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: How often a waiting caller looks at the row again.
 POLL_INTERVAL = 0.05
+#: A token refreshed this recently is not refreshed again because a request got a 401 with it.
+MIN_FORCED_REFRESH_INTERVAL = 60.0
 #: Failures worth a backoff that long, whatever the count says: an admin has to act.
 CONFIGURATION_BACKOFF = 3600.0
 
@@ -58,9 +62,12 @@ class TemporarilyUnavailable(RefreshError):
 
 @dataclass(frozen=True)
 class FreshToken:
-    access_token: str
+    access_token: str = field(repr=False)
     expires_at: datetime
     version: int
+
+    def valid_for(self, seconds: float) -> bool:
+        return (self.expires_at - timezone.now()).total_seconds() > seconds
 
 
 def is_fresh(grant: Grant, margin: float, now: datetime | None = None) -> bool:
@@ -98,7 +105,10 @@ def ensure_fresh(
         if grant.status == Grant.Status.NEEDS_RECONNECT:
             raise ReconnectRequired("Atlassian no longer accepts this grant; reconnect.")
         if stale_version is not None:
-            needs_refresh = grant.version == stale_version  # nobody replaced the failed token
+            # Nobody replaced the failed token; but a token renewed a moment ago that still
+            # fails is not the token's fault (a scope the endpoint wants, say): don't rotate
+            # on every such call.
+            needs_refresh = grant.version == stale_version and not _just_refreshed(grant, now)
         else:
             needs_refresh = not is_fresh(grant, margin, now)
         if not needs_refresh:
@@ -113,7 +123,7 @@ def ensure_fresh(
                 return _token_of(grant)
             retry = (grant.next_refresh_at - now).total_seconds()
             raise TemporarilyUnavailable("Refreshing is backing off after a failure.", retry)
-        lease = _claim(grant.pk, now)
+        lease = _claim(grant.pk)
         if lease is not None:
             return _refresh_claimed(
                 grant.pk, lease, actor=actor, margin=margin, stale_version=stale_version
@@ -123,6 +133,11 @@ def ensure_fresh(
                 return _token_of(grant)
             raise TemporarilyUnavailable("Another worker's refresh is taking too long.", 1.0)
         time.sleep(POLL_INTERVAL * random.uniform(0.5, 1.5))  # noqa: S311
+
+
+def _just_refreshed(grant: Grant, now: datetime) -> bool:
+    recent = now - timedelta(seconds=MIN_FORCED_REFRESH_INTERVAL)
+    return grant.last_refreshed_at is not None and grant.last_refreshed_at > recent
 
 
 def still_valid_token(grant_id: int) -> FreshToken | None:
@@ -140,16 +155,17 @@ def _token_of(grant: Grant) -> FreshToken:
     return FreshToken(token, grant.access_token_expires_at, grant.version)
 
 
-def _claim(grant_id: int, now: datetime) -> str | None:
+def _claim(grant_id: int) -> str | None:
     """Take the grant's refresh lease if nobody holds a live one; the lease token, or None."""
     lease = secrets.token_hex(16)
+    # The database's clock, not this host's: hosts whose clocks disagree still agree on leases.
+    lease_end = ExpressionWrapper(
+        Now() + timedelta(seconds=conf.REFRESH_LOCK_TIMEOUT), output_field=DateTimeField()
+    )
     claimed = (
         Grant.objects.filter(pk=grant_id)
-        .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=now))
-        .update(
-            refresh_lock_token=lease,
-            refresh_lock_until=now + timedelta(seconds=conf.REFRESH_LOCK_TIMEOUT),
-        )
+        .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=Now()))
+        .update(refresh_lock_token=lease, refresh_lock_until=lease_end)
     )
     return lease if claimed else None
 
@@ -176,6 +192,7 @@ def _refresh_claimed(
         _release(grant_id, lease)
 
 
+@sensitive_variables("refresh_token", "app", "tokens")
 def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshToken:
     refresh_token = grant.refresh_token
     if not refresh_token:
@@ -184,7 +201,8 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
         app = app_for_client_id(grant.client_id)
         tokens = client.refresh_tokens(app, refresh_token)
     except client.InvalidGrant as error:
-        _mark_dead(grant, lease, str(error), actor=actor)
+        if not _mark_dead(grant, lease, str(error), actor=actor):
+            return _after_the_row_moved_on(grant.pk)
         raise ReconnectRequired(f"Atlassian refused the refresh token: {error}") from error
     except (client.ClientConfigurationError, ImproperlyConfigured) as error:
         logger.error(
@@ -201,16 +219,30 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
             retry_after=CONFIGURATION_BACKOFF,
             configuration=True,
         )
+        if retry is None:
+            return _after_the_row_moved_on(grant.pk)
         raise TemporarilyUnavailable(f"Refreshing is misconfigured: {error}", retry) from error
     except client.AtlassianError as error:
         retry_after = error.retry_after if isinstance(error, client.TransientError) else None
         retry = _mark_failed(grant, lease, str(error), actor=actor, retry_after=retry_after)
+        if retry is None:
+            return _after_the_row_moved_on(grant.pk)
         if is_fresh(grant, 0):
             logger.warning("Refreshing grant %s failed; its token still works: %s", grant.pk, error)
         raise TemporarilyUnavailable(f"Refreshing failed: {error}", retry) from error
     return _store(grant, lease, tokens, actor=actor)
 
 
+def _after_the_row_moved_on(grant_id: int) -> FreshToken:
+    """Our refresh failed, but the row changed meanwhile (a reconnect, another worker's
+    refresh): its token, if good, is the answer; our failure says nothing about it."""
+    token = still_valid_token(grant_id)
+    if token is None:
+        raise TemporarilyUnavailable("The grant changed during the refresh; try again.", 0.0)
+    return token
+
+
+@sensitive_variables("tokens")
 def _store(
     grant: Grant, lease: str, tokens: client.TokenResponse, *, actor: Event.Actor
 ) -> FreshToken:
@@ -241,11 +273,15 @@ def _store(
         pk=grant.pk, refresh_lock_token=lease, version=grant.version
     ).update(**changes)
     if not written:
-        # Our lease expired and someone else refreshed meanwhile: theirs is the token now.
+        # Our lease ran out and another worker wrote first: its refresh token is the one kept.
+        # The access token Atlassian just gave us is valid all the same, so hand it out.
         logger.warning(
-            "Refresh of grant %s finished after its lease; keeping the newer token.", grant.pk
+            "Refresh of grant %s finished after its lease; the row keeps the newer write.",
+            grant.pk,
         )
-        return _token_of(Grant.objects.get(pk=grant.pk))
+        current = Grant.objects.get(pk=grant.pk)
+        expires_at = now + timedelta(seconds=tokens.expires_in)
+        return FreshToken(tokens.access_token, expires_at, current.version)
     grant.refresh_from_db()
     record(
         Event.Kind.REFRESHED,
@@ -260,13 +296,16 @@ def _store(
     return _token_of(grant)
 
 
-def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> None:
-    Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease).update(
+def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> bool:
+    """Mark the grant dead unless the row moved on (a reconnect meanwhile); True if marked."""
+    marked = Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease, version=grant.version)
+    if not marked.update(
         status=Grant.Status.NEEDS_RECONNECT,
         last_error=error[:500],
         next_refresh_at=None,
         version=F("version") + 1,
-    )
+    ):
+        return False
     grant.refresh_from_db()
     record(
         Event.Kind.NEEDS_RECONNECT,
@@ -278,6 +317,7 @@ def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> N
     transaction.on_commit(
         lambda: signals.needs_reconnect.send(sender=Grant, grant=grant, error=error, actor=actor)
     )
+    return True
 
 
 def _mark_failed(
@@ -288,14 +328,18 @@ def _mark_failed(
     actor: Event.Actor,
     retry_after: float | None,
     configuration: bool = False,
-) -> float:
-    """Count the failure and schedule the next attempt; the tokens stay as they are."""
+) -> float | None:
+    """Count the failure and schedule the next attempt; the tokens stay as they are.
+
+    Returns the delay, or None when the row moved on meanwhile (nothing recorded then).
+    """
     failures = grant.refresh_failures + 1
     delay = backoff_seconds(failures, retry_after)
     retry_at = timezone.now() + timedelta(seconds=delay)
-    Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease).update(
-        refresh_failures=failures, next_refresh_at=retry_at, last_error=error[:500]
-    )
+    if not Grant.objects.filter(
+        pk=grant.pk, refresh_lock_token=lease, version=grant.version
+    ).update(refresh_failures=failures, next_refresh_at=retry_at, last_error=error[:500]):
+        return None
     grant.refresh_from_db()
     record(
         Event.Kind.REFRESH_FAILED,

@@ -17,13 +17,19 @@ from django.views.decorators.http import require_GET, require_POST
 from . import connect as flow
 from .conf import conf
 from .health import grant_health
-from .models import Connection, Event
+from .models import AuthorizationState, Connection, Event
+
+MAX_NEXT_LENGTH = AuthorizationState._meta.get_field("next_url").max_length or 2000
 
 
 def _safe_next(request: HttpRequest, candidate: str | None) -> str:
-    """``candidate`` if it stays on this host (and scheme), else ""."""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    """``candidate`` if it stays on this host (and scheme) and fits where it is kept, else ""."""
+    if (
+        candidate
+        and len(candidate) <= MAX_NEXT_LENGTH
+        and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return candidate
     return ""

@@ -142,7 +142,7 @@ def test_a_taken_port_is_reported_not_crashed_on(tmp_path):
     import socket
 
     with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))  # noqa: S104
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         process = start_demo(tmp_path, port, free_port())

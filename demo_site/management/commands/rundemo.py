@@ -102,7 +102,8 @@ class Command(BaseCommand):
             Child("celery-beat", [*celery, "beat", "--loglevel=INFO"], logs / "celery-beat.log"),
             Child(
                 "web",
-                [python, manage, "runserver", "--noreload", f"0.0.0.0:{port}"],
+                # Loopback only: the demo runs with DEBUG on and publishes its passwords.
+                [python, manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
                 logs / "web.log",
             ),
         ]
@@ -127,7 +128,7 @@ class Command(BaseCommand):
 
     def _check_ports(self, port: int, fake_port: int | None) -> None:
         for name, number in (("web", port), ("fake Atlassian", fake_port)):
-            if number is not None and not _port_is_free("0.0.0.0", number):  # noqa: S104
+            if number is not None and not _port_is_free("127.0.0.1", number):
                 raise CommandError(
                     f"Port {number} for the {name} is taken (is another demo running?). "
                     "Stop it, or pick another with --port / --fake-port."
