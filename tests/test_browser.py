@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Page, Response, expect, sync_playwright
 
 from atlassian_oauth.models import Connection, Event, Grant, Resource
@@ -59,6 +60,10 @@ def page(chromium_path: str, demo_url: str, monkeypatch: pytest.MonkeyPatch) -> 
             context.close()
         finally:
             browser.close()
+            # The test's queries ran while Playwright's loop was marked running, so Django gave
+            # them a connection of their own (per context); close it, or PostgreSQL refuses to
+            # drop the test database at the end of the session.
+            connections.close_all()
 
 
 def expect_message(page: Page, text: str) -> None:
