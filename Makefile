@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck migrations-check pytest build clean
+.PHONY: demo test test-django42 test-mysql lint typecheck migrations-check pytest build clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,30 @@ migrations-check: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The same suite on Django 4.2 LTS, in a virtualenv of its own (lint and mypy run on 5.2 only:
+# the type stubs follow the newest Django).
+VENV42 ?= .venv-django42
+$(VENV42)/.installed: requirements/base.txt requirements/demo.txt requirements/test.txt requirements/django42.txt setup.cfg pyproject.toml
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV42)/bin/python -m pip install --quiet -r requirements/django42.txt -e .
+	touch $@
+
+test-django42: $(VENV42)/.installed
+	$(VENV42)/bin/python -m django --version
+	$(VENV42)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite on MariaDB/MySQL (DATABASE_URL=mysql://...): the driver needs Debian's
+# libmariadb-dev, so it is installed only for this target.
+$(VENV)/.mysql-installed: $(VENV)/.test-installed requirements/mysql.txt
+	$(PIP) install --quiet -r requirements/mysql.txt
+	touch $@
+
+test-mysql: $(VENV)/.mysql-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
 build: $(VENV)/.test-installed
 	$(BIN)/python -m build
 
 clean:
-	rm -rf $(VENV) .demo build dist *.egg-info
+	rm -rf $(VENV) $(VENV42) .demo build dist *.egg-info

@@ -1,7 +1,7 @@
 """The one refresh path: every caller that needs a fresh access token comes through here.
 
 At most one refresh of a grant is in flight anywhere. A worker claims the grant with a
-compare-and-swap UPDATE on its lease columns (atomic on SQLite, PostgreSQL and MySQL alike, and
+compare-and-swap UPDATE on its lease columns (atomic on SQLite, PostgreSQL and MariaDB alike, and
 across processes and hosts), re-reads the row, and only then calls Atlassian, with no database
 transaction open. The rotated tokens are written by a second compare-and-swap that also checks
 the version it read, so a worker whose lease ran out cannot overwrite a newer token. Everyone

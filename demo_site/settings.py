@@ -83,6 +83,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = env.float(
         "SQLITE_TIMEOUT", default=20.0
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # Django stores UTC; make the server's own clock (NOW(), used for refresh leases) agree.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "SET time_zone = '+00:00'"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

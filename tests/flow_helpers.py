@@ -22,7 +22,7 @@ def start(client: Client, next_url: str | None = None, host: str = HOST) -> str:
 def consent(authorize_url: str) -> str:
     """Follow the consent URL at the fake (set to auto-consent); return the callback URL."""
     response = requests.get(authorize_url, allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
+    assert response.status_code == 302, response.content.decode()
     return str(response.headers["Location"])
 
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -88,3 +90,27 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env.update(overrides)
     return env
+
+
+URL_SCHEMES = {"django.db.backends.postgresql": "postgres", "django.db.backends.mysql": "mysql"}
+
+
+def database_url(settings_dict: dict[str, Any] | None = None) -> str:
+    """A DATABASE_URL for the database this process uses (during tests: the ``test_…`` one),
+    so subprocesses (workers, beat) share it."""
+    if settings_dict is None:
+        from django.db import connection
+
+        settings_dict = connection.settings_dict
+    engine, name = settings_dict["ENGINE"], str(settings_dict["NAME"])
+    if engine == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(name).resolve()}"
+    scheme = next((s for prefix, s in URL_SCHEMES.items() if engine.startswith(prefix)), None)
+    if scheme is None:
+        raise NotImplementedError(f"no DATABASE_URL for {engine}")
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"{scheme}://{auth}@{host}{port}/{quote(name, safe='')}"

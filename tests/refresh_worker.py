@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 #: Threads per worker process in a ``go`` round.
 THREADS = 16
@@ -40,6 +39,10 @@ THREADS = 16
 LOCK_TIMEOUT_ENV = "REFRESH_WORKER_LOCK_TIMEOUT"
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script, the repository is not on the path
+    sys.path.insert(0, str(REPO))
+
+from tests.helpers import database_url  # noqa: E402
 
 
 def token_hash(token: str) -> str:
@@ -134,20 +137,6 @@ def main() -> int:
 
 
 # ---- the parent side -------------------------------------------------------------------------
-
-
-def database_url(settings_dict: dict[str, Any]) -> str:
-    """A DATABASE_URL for the database the test process is connected to (the TEST one)."""
-    engine, name = settings_dict["ENGINE"], str(settings_dict["NAME"])
-    if engine == "django.db.backends.sqlite3":
-        return f"sqlite:///{Path(name).resolve()}"
-    if engine.startswith("django.db.backends.postgresql"):
-        user = quote(settings_dict.get("USER") or "", safe="")
-        password = settings_dict.get("PASSWORD") or ""
-        auth = f"{user}:{quote(password, safe='')}" if password else user
-        port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-        return f"postgres://{auth}@{settings_dict.get('HOST') or ''}{port}/{quote(name)}"
-    raise NotImplementedError(f"no DATABASE_URL for {engine}")
 
 
 def worker_env(fake_url: str, **overrides: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ def connected(admin_client, fake_atlassian):
 def get(client, path):
     response = client.get(path, HTTP_HOST="localhost")
     assert response.status_code == 200, path
-    return response.text
+    return response.content.decode()
 
 
 def test_adding_a_site_app_stores_the_secret_encrypted(admin_client):
@@ -48,7 +48,7 @@ def test_adding_a_site_app_stores_the_secret_encrypted(admin_client):
         },
         HTTP_HOST="localhost",
     )
-    assert response.status_code == 302, response.text
+    assert response.status_code == 302, response.content.decode()
     app = AtlassianApp.objects.get()
     assert app.client_secret == "globex-secret-value"
     with db.cursor() as cursor:
@@ -64,7 +64,7 @@ def test_a_new_site_app_needs_a_secret(admin_client):
         HTTP_HOST="localhost",
     )
     assert response.status_code == 200
-    assert "A new app needs its client secret." in response.text
+    assert "A new app needs its client secret." in response.content.decode()
     assert AtlassianApp.objects.count() == 0
 
 

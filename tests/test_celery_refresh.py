@@ -11,16 +11,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from atlassian_oauth.models import Event, Grant
 from atlassian_oauth.testing import ACME_CLOUD_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from tests.celery_settings import REFRESH_MARGIN
-from tests.helpers import PYTHON, running, subprocess_env, wait_until
+from tests.helpers import PYTHON, database_url, running, subprocess_env, wait_until
 from tests.refresh_helpers import connected_grant
 
 pytestmark = [
@@ -32,17 +30,6 @@ pytestmark = [
 
 GRANTS = 5
 STORED_LIFETIME = 20
-
-
-def database_url() -> str:
-    """The test database (already the ``test_…`` one) as a URL for the subprocesses."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db["HOST"] or "127.0.0.1"
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    return f"postgres://{credentials}@{host}{port}/{quote(db['NAME'], safe='')}"
 
 
 def logs(folder: Path) -> str:

@@ -80,7 +80,7 @@ def test_the_whole_round_trip_stores_grant_connection_and_sites(
 
 def test_the_status_page_shows_account_sites_scopes_and_disconnect(alice, client, accepting):
     connect(client)
-    page = client.get("/atlassian/", HTTP_HOST="localhost").text
+    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "ada@example.com" in page
     assert "acme" in page.lower()
     assert "<code>offline_access</code>" in page
@@ -160,7 +160,7 @@ def test_a_grant_without_refresh_token_is_kept_and_flagged(alice, client, accept
     assert grant.status == Grant.Status.NO_REFRESH_TOKEN
     shown = " ".join(messages_of(response))
     assert "offline_access" in shown and "reconnect" in shown
-    page = client.get("/atlassian/", HTTP_HOST="localhost").text
+    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "No refresh token" in page and "offline_access" in page
     assert ">Reconnect Jira<" in page
 
@@ -265,18 +265,18 @@ def test_a_user_sees_only_their_own_connection_on_this_site(
     connect(client)
     client.get("/atlassian/", HTTP_HOST="localhost")  # shows (and so drops) alice's messages
     client.force_login(django_user_model.objects.get(username="bob"))
-    page = client.get("/atlassian/", HTTP_HOST="localhost").text
+    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "ada@example.com" not in page
     assert ">Connect Jira<" in page
     client.force_login(alice)
-    other_site = client.get("/atlassian/", HTTP_HOST="127.0.0.1").text
+    other_site = client.get("/atlassian/", HTTP_HOST="127.0.0.1").content.decode()
     assert "ada@example.com" not in other_site
 
 
 def test_the_template_tag_renders_connect_or_connected(alice, client, accepting):
-    home = client.get("/", HTTP_HOST="localhost").text
+    home = client.get("/", HTTP_HOST="localhost").content.decode()
     assert ">Connect Jira<" in home
     assert "/atlassian/connect/?next=%2F" in home
     connect(client)
-    home = client.get("/", HTTP_HOST="localhost").text
+    home = client.get("/", HTTP_HOST="localhost").content.decode()
     assert ">Jira connected<" in home

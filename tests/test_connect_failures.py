@@ -111,7 +111,7 @@ def test_an_error_value_is_shown_shortened_and_escaped(alice, client, fake):
     response = finish(client, params)
     (text,) = messages_of(response)
     assert len(text) < 200
-    page = client.get("/atlassian/", HTTP_HOST="localhost").text
+    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "<script>" not in page
 
 

@@ -24,7 +24,7 @@ def grant(fake_atlassian):
 
 def status_page(client) -> str:
     client.force_login(get_user_model().objects.get(username="alice"))
-    return client.get("/atlassian/", HTTP_HOST="localhost").text
+    return client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
 
 
 def test_a_new_grant_is_healthy(grant, client):
