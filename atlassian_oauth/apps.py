@@ -10,9 +10,9 @@ class AtlassianOAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
-        from .handlers import delete_unused_grant
+        from .handlers import connection_deleted
         from .models import Connection
 
         post_delete.connect(
-            delete_unused_grant, sender=Connection, dispatch_uid="atlassian_oauth_unused_grant"
+            connection_deleted, sender=Connection, dispatch_uid="atlassian_oauth_connection_deleted"
         )

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from . import client, signals
 from .conf import conf
 from .events import record
+from .handlers import LOGGED_FLAG
 from .models import AuthorizationState, Connection, Event, Grant, Resource
 from .oauth_apps import app_for_site
 
@@ -334,7 +335,8 @@ def disconnect(connection: Connection, *, actor: Event.Actor) -> bool:
     user, site, grant = connection.user, connection.site, connection.grant
     account_id = grant.account_id
     with transaction.atomic():
-        connection.delete()  # handlers.delete_unused_grant removes the grant if now unused
+        setattr(connection, LOGGED_FLAG, True)  # this function logs the event itself
+        connection.delete()  # handlers.connection_deleted removes the grant if now unused
         grant_deleted = not Grant.objects.filter(pk=grant.pk).exists()
         record(
             Event.Kind.DISCONNECTED,

@@ -248,6 +248,8 @@ class Event(models.Model):
         ADMIN = "admin", _("Admin")
         COMMAND = "command", _("Command")
         APPLICATION = "application", _("Application code")
+        #: A cascade: the user, site or grant a connection belonged to was deleted.
+        SYSTEM = "system", _("System")
 
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     actor = models.CharField(_("actor"), max_length=16, choices=Actor.choices)

@@ -2,7 +2,8 @@
 
 Each is sent with ``sender=`` the model class of the main object (``Connection``, ``Grant``, or
 ``Event`` for ``keys_rotated``) and ``actor=`` one of ``Event.Actor``'s values ("user", "beat",
-"admin", "command", "application"). Signals about a database change are sent after it commits.
+"admin", "command", "application", or "system" for a cascade: a deleted user, site or grant).
+Signals about a database change are sent after it commits.
 """
 
 from django.dispatch import Signal

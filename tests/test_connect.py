@@ -224,10 +224,48 @@ def test_disconnect_keeps_a_grant_another_connection_uses(alice, client, accepti
     assert Grant.objects.count() == 1
 
 
-def test_deleting_a_user_deletes_their_unused_grant(alice, client, accepting):
+def test_deleting_a_user_deletes_their_unused_grant_and_logs_it(
+    alice, client, accepting, django_capture_on_commit_callbacks
+):
     connect(client)
-    alice.delete()
+    alice_id = alice.pk
+    seen: list[dict[str, object]] = []
+
+    def on_disconnected(sender, **kwargs):
+        seen.append(kwargs)
+
+    signals.disconnected.connect(on_disconnected)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            alice.delete()
+    finally:
+        signals.disconnected.disconnect(on_disconnected)
     assert Grant.objects.count() == 0
+    event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
+    assert event.actor == Event.Actor.SYSTEM
+    assert event.account_id == ADA_ACCOUNT_ID
+    assert event.details == {
+        "user_id": alice_id,
+        "site_id": event.details["site_id"],
+        "grant_deleted": True,
+    }
+    assert [s["actor"] for s in seen] == ["system"]
+
+
+def test_deleting_a_site_logs_the_connections_it_took(alice, client, accepting, sites):
+    connect(client)
+    connect(client, host="127.0.0.1")
+    sites[1].delete()
+    assert Connection.objects.count() == 1  # the other site's connection and the grant stay
+    assert Grant.objects.count() == 1
+    event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
+    assert event.actor == Event.Actor.SYSTEM and event.details["grant_deleted"] is False
+
+
+def test_a_disconnect_logs_one_event_not_two(alice, client, accepting):
+    connect(client)
+    client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
+    assert Event.objects.filter(kind=Event.Kind.DISCONNECTED).count() == 1
 
 
 def test_disconnect_needs_post(alice, client, accepting):
