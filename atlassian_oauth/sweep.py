@@ -35,7 +35,7 @@ Enqueue = Callable[[int, float], None]
 
 
 def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
-    """The grants the beat should refresh now, most urgent first (one query on the due index)."""
+    """The grants the beat should refresh now, most urgent first, in one indexed query."""
     now = now or timezone.now()
     expiring = Q(access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN))
     cutoff = _keepalive_cutoff(now)
@@ -49,7 +49,7 @@ def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
         Grant.objects.filter(status=Grant.Status.ACTIVE)
         .filter(expiring | idle)
         .filter(not_backing_off)
-        # The due index's own order: no sort step.
+        # Most urgent first, so a rate-limited sweep spends its budget where it matters.
         .order_by("access_token_expires_at")
     )
 
