@@ -23,6 +23,12 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import refresh
 from .conf import conf
+from .exceptions import (
+    AtlassianOAuthError,
+    NotConnected,
+    ReconnectRequired,
+    TemporarilyUnavailable,
+)
 from .models import Connection, Event, Grant, Resource
 
 __all__ = [
@@ -40,26 +46,6 @@ __all__ = [
 
 #: Seconds of validity a token must have left before a request is sent with it.
 REQUEST_MARGIN = 60.0
-
-
-class AtlassianOAuthError(Exception):
-    """Base of the errors application code may catch; ``str()`` is safe to show or log."""
-
-
-class NotConnected(AtlassianOAuthError):
-    """The user has no Atlassian connection on this site."""
-
-
-class ReconnectRequired(AtlassianOAuthError):
-    """Atlassian no longer accepts the connection: send the user to connect again."""
-
-
-class TemporarilyUnavailable(AtlassianOAuthError):
-    """No fresh token right now (Atlassian down, rate limited); retry after ``retry_after``."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def jira_url(cloud_id: str, path: str = "") -> str:
@@ -101,14 +87,12 @@ def _fresh(grant_id: int, *, margin: float, stale_version: int | None = None) ->
         return refresh.ensure_fresh(
             grant_id, actor=Event.Actor.APPLICATION, margin=margin, stale_version=stale_version
         )
-    except refresh.ReconnectRequired as error:
-        raise ReconnectRequired(str(error)) from error
-    except refresh.TemporarilyUnavailable as error:
+    except TemporarilyUnavailable:
         # A failed refresh never costs a token that still works (a 401'd one excepted).
         still_valid = None if stale_version is not None else refresh.still_valid_token(grant_id)
         if still_valid is not None:
             return still_valid
-        raise TemporarilyUnavailable(str(error), error.retry_after) from error
+        raise
     except Grant.DoesNotExist as error:
         raise NotConnected("The connection was removed.") from error
 

@@ -31,6 +31,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import client, signals
 from .conf import conf
 from .events import record
+from .exceptions import ReconnectRequired, TemporarilyUnavailable
 from .models import Event, Grant
 from .oauth_apps import app_for_client_id
 
@@ -42,22 +43,6 @@ POLL_INTERVAL = 0.05
 MIN_FORCED_REFRESH_INTERVAL = 60.0
 #: Failures worth a backoff that long, whatever the count says: an admin has to act.
 CONFIGURATION_BACKOFF = 3600.0
-
-
-class RefreshError(Exception):
-    """Base of what ``ensure_fresh`` raises; ``str()`` is safe to log and show."""
-
-
-class ReconnectRequired(RefreshError):
-    """The grant is dead (or has no refresh token): its user must connect again."""
-
-
-class TemporarilyUnavailable(RefreshError):
-    """No fresh token now; try again after ``retry_after`` seconds (None: unknown)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

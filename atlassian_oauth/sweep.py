@@ -23,7 +23,7 @@ from django.contrib.sites.models import Site
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import refresh
+from . import exceptions, refresh
 from .beat import SWEEP_INTERVAL
 from .conf import conf
 from .models import AuthorizationState, Event, Grant
@@ -154,9 +154,9 @@ def refresh_grant(
             token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version)
         else:
             token = refresh.ensure_fresh(grant_id, actor=actor, margin=conf.REFRESH_MARGIN)
-    except refresh.ReconnectRequired as error:
+    except exceptions.ReconnectRequired as error:
         return Outcome(grant_id, Result.NEEDS_RECONNECT, str(error))
-    except refresh.TemporarilyUnavailable as error:
+    except exceptions.TemporarilyUnavailable as error:
         return Outcome(grant_id, Result.FAILED, str(error))
     except Grant.DoesNotExist:
         return Outcome(grant_id, Result.GONE)

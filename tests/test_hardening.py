@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.utils import timezone
 
-from atlassian_oauth import client, refresh
+from atlassian_oauth import client, exceptions, refresh
 from atlassian_oauth.api import get_session
 from atlassian_oauth.models import Event, Grant
 from demo_site.demo_data import seed
@@ -101,7 +101,7 @@ def test_a_token_answer_that_is_a_json_list_is_transient(fake_atlassian):
     grant = connected_grant(fake_atlassian)
     expire(grant)
     fake_atlassian.inject(kind="refresh", status=200, body='["not", "an", "object"]')
-    with pytest.raises(refresh.TemporarilyUnavailable):
+    with pytest.raises(exceptions.TemporarilyUnavailable):
         refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
     assert Grant.objects.get(pk=grant.pk).refresh_failures == 1
 

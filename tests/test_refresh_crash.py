@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from atlassian_oauth import refresh
+from atlassian_oauth import exceptions, refresh
 from atlassian_oauth.models import Event, Grant
 from atlassian_oauth.testing import ADA_ACCOUNT_ID, DEFAULT_CLIENT_ID
 from tests.helpers import alive, descendants, wait_until
@@ -64,7 +64,7 @@ def test_a_worker_killed_after_the_rotation_is_recovered_by_the_next_sweep(
     left = (held.refresh_lock_until - timezone.now()).total_seconds()
     assert left <= LOCK_TIMEOUT, f"the worker's lease lasts {left:.0f} s: not its LOCK_TIMEOUT"
     assert left > 1.5, f"too slow to probe inside the lease ({left:.2f} s left); raise LOCK_TIMEOUT"
-    with pytest.raises(refresh.TemporarilyUnavailable):
+    with pytest.raises(exceptions.TemporarilyUnavailable):
         refresh.ensure_fresh(grant.pk, actor=Event.Actor.APPLICATION, wait=0.5)
     assert fake_atlassian.counts["refresh"] == 1, "a second refresh ran inside the lease"
 

@@ -18,8 +18,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.utils import timezone
 
-from atlassian_oauth import refresh
+from atlassian_oauth import exceptions, refresh
 from atlassian_oauth.conf import conf
+from atlassian_oauth.exceptions import AtlassianOAuthError
 from atlassian_oauth.models import Event, Grant
 from atlassian_oauth.testing import (
     ADA_ACCOUNT_ID,
@@ -67,10 +68,10 @@ def beat(grant_id: int) -> refresh.FreshToken:
     return refresh.ensure_fresh(grant_id, actor=Event.Actor.BEAT)
 
 
-def fail_transiently(grant_id: int) -> tuple[refresh.TemporarilyUnavailable, datetime, datetime]:
+def fail_transiently(grant_id: int) -> tuple[exceptions.TemporarilyUnavailable, datetime, datetime]:
     """One failing beat refresh: the exception and the wall-clock bounds around the call."""
     before = timezone.now()
-    with pytest.raises(refresh.TemporarilyUnavailable) as caught:
+    with pytest.raises(exceptions.TemporarilyUnavailable) as caught:
         beat(grant_id)
     return caught.value, before, timezone.now()
 
@@ -125,7 +126,7 @@ def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
     before = stored_tokens(grant.pk)
     refreshes_before = fake.counts["refresh"]
 
-    with captured_signals() as calls, pytest.raises(refresh.ReconnectRequired):
+    with captured_signals() as calls, pytest.raises(exceptions.ReconnectRequired):
         beat(grant.pk)
 
     assert fake.counts["refresh"] == refreshes_before + 1
@@ -148,9 +149,9 @@ def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
     counts = fake.counts
     with captured_signals() as again:
         for actor in (Event.Actor.BEAT, Event.Actor.APPLICATION):
-            with pytest.raises(refresh.ReconnectRequired):
+            with pytest.raises(exceptions.ReconnectRequired):
                 refresh.ensure_fresh(grant.pk, actor=actor)
-        with pytest.raises(refresh.ReconnectRequired):
+        with pytest.raises(exceptions.ReconnectRequired):
             refresh.ensure_fresh(grant.pk, actor=actor, stale_version=stored.version)
     assert fake.counts == counts
     assert again == []
@@ -255,7 +256,7 @@ def bounds(failures: int, retry_after: float | None) -> tuple[float, float]:
 
 def assert_scheduled(
     grant_id: int,
-    error: refresh.TemporarilyUnavailable,
+    error: exceptions.TemporarilyUnavailable,
     started: datetime,
     ended: datetime,
     *,
@@ -362,7 +363,7 @@ def test_in_backoff_the_still_valid_old_token_is_returned_without_http(fake):
     grant = connected_grant(fake, expires_in=100)  # inside the 300 s margin: due
     assert conf.REFRESH_MARGIN == 300
     fake.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
-    with pytest.raises(refresh.TemporarilyUnavailable):
+    with pytest.raises(exceptions.TemporarilyUnavailable):
         beat(grant.pk)
     counts = fake.counts
 
@@ -381,11 +382,11 @@ def test_in_backoff_an_expired_token_raises_without_http(fake):
     grant = connected_grant(fake)
     expire(grant)
     fake.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
-    with pytest.raises(refresh.TemporarilyUnavailable):
+    with pytest.raises(exceptions.TemporarilyUnavailable):
         beat(grant.pk)
     counts = fake.counts
 
-    with captured_signals() as calls, pytest.raises(refresh.TemporarilyUnavailable) as caught:
+    with captured_signals() as calls, pytest.raises(exceptions.TemporarilyUnavailable) as caught:
         beat(grant.pk)
 
     assert caught.value.retry_after is not None and 110 <= caught.value.retry_after <= 120
@@ -461,12 +462,12 @@ def outcome_refreshed(fake: FakeAtlassian, grant: Grant) -> type[Exception] | No
 
 def outcome_failed(fake: FakeAtlassian, grant: Grant) -> type[Exception] | None:
     fake.inject(kind="refresh", status=503, headers={"Retry-After": "90"})
-    return refresh.TemporarilyUnavailable
+    return exceptions.TemporarilyUnavailable
 
 
 def outcome_dead(fake: FakeAtlassian, grant: Grant) -> type[Exception] | None:
     fake.revoke_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
-    return refresh.ReconnectRequired
+    return exceptions.ReconnectRequired
 
 
 OUTCOMES: dict[str, tuple[Callable[..., type[Exception] | None], Event.Kind, set[str]]] = {
@@ -535,7 +536,7 @@ def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, settings, cap
         Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None)
         try:
             beat(grant.pk)
-        except refresh.RefreshError as error:
+        except AtlassianOAuthError as error:
             errors.append(str(error))
             errors.append(repr(error))
             if error.__cause__ is not None:

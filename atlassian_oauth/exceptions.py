@@ -1,0 +1,29 @@
+"""The errors application code may catch; ``str()`` of each is safe to show or log.
+
+Raised by ``atlassian_oauth.api`` (and by ``atlassian_oauth.refresh``, which it calls), and
+re-exported from ``atlassian_oauth.api``.
+"""
+
+from __future__ import annotations
+
+
+class AtlassianOAuthError(Exception):
+    """Base of the errors below."""
+
+
+class NotConnected(AtlassianOAuthError):
+    """The user has no Atlassian connection on this site."""
+
+
+class ReconnectRequired(AtlassianOAuthError):
+    """Atlassian no longer accepts the connection (or it has no refresh token): the user must
+    connect again."""
+
+
+class TemporarilyUnavailable(AtlassianOAuthError):
+    """No fresh token right now (Atlassian down, rate limited); retry after ``retry_after``
+    seconds (None: unknown)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
