@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True)
 def heartbeat() -> None:
-    """Record which worker process ran the beat's last heartbeat, and when."""
+    """Record when, and which process (and its parent) ran the beat's last heartbeat."""
     path = settings.DEMO_VAR_DIR / "heartbeat"
-    path.write_text(f"{time.time():.3f} {os.getpid()}\n")
+    path.write_text(f"{time.time():.3f} {os.getpid()} {os.getppid()}\n")
     logger.info("Heartbeat from beat handled by worker pid %s", os.getpid())
