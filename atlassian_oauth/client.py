@@ -209,7 +209,7 @@ def _token_error(response: requests.Response) -> AtlassianError:
     summary = f"Atlassian's token endpoint answered {status}" + (
         f" {error}: {description}" if error else ""
     )
-    if status in (429, 503) or status >= 500:
+    if _transient(status):
         return TransientError(
             summary, status=status, error=error, retry_after=_retry_after(response)
         )
@@ -233,7 +233,7 @@ def _api_get(
         what=path,
     )
     status = response.status_code
-    if status in (429, 503) or status >= 500:
+    if _transient(status):
         raise TransientError(
             f"{path} answered {status}.", status=status, retry_after=_retry_after(response)
         )
@@ -285,6 +285,11 @@ def _oauth_error(response: requests.Response) -> tuple[str, str]:
         str(error)[:MAX_ERROR_TEXT] if isinstance(error, str) else "",
         str(description)[:MAX_ERROR_TEXT] if isinstance(description, str) else "",
     )
+
+
+def _transient(status: int) -> bool:
+    """Rate limited (429) or Atlassian's side failing (5xx): worth retrying later."""
+    return status == 429 or status >= 500
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -48,9 +48,7 @@ __all__ = [
 ]
 
 VERSION = "v1"
-KEY_BYTES = 32
 NONCE_BYTES = 12
-TAG_BYTES = 16
 KEYS_SETTING = f"{SETTINGS_NAME}['ENCRYPTION_KEYS']"
 GENERATE_KEY_COMMAND = "python manage.py atlassian_oauth generate-key"
 

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
 #: A token refreshed this recently is not refreshed again because a request got a 401 with it.
 MIN_FORCED_REFRESH_INTERVAL = 60.0
+DEAD_GRANT = "Atlassian no longer accepts this grant; reconnect."
+NO_OFFLINE_ACCESS = "The grant has no refresh token (offline_access missing)."
 #: Failures worth a backoff that long, whatever the count says: an admin has to act.
 CONFIGURATION_BACKOFF = 3600.0
 
@@ -88,7 +90,7 @@ def ensure_fresh(
         grant = Grant.objects.get(pk=grant_id)
         now = timezone.now()
         if grant.status == Grant.Status.NEEDS_RECONNECT:
-            raise ReconnectRequired("Atlassian no longer accepts this grant; reconnect.")
+            raise ReconnectRequired(DEAD_GRANT)
         if stale_version is not None:
             # Nobody replaced the failed token; but a token renewed a moment ago that still
             # fails is not the token's fault (a scope the endpoint wants, say): don't rotate
@@ -101,7 +103,7 @@ def ensure_fresh(
         if grant.status == Grant.Status.NO_REFRESH_TOKEN:
             if is_fresh(grant, 0, now) and stale_version is None:
                 return _token_of(grant)
-            raise ReconnectRequired("The grant has no refresh token (offline_access missing).")
+            raise ReconnectRequired(NO_OFFLINE_ACCESS)
         if grant.next_refresh_at and grant.next_refresh_at > now:
             # Backing off after a failure: the current token while it lasts, else wait.
             if is_fresh(grant, 0, now) and stale_version is None:
@@ -168,7 +170,7 @@ def _refresh_claimed(
         # Re-read under the lease: another worker may have refreshed since our first look.
         grant = Grant.objects.get(pk=grant_id)
         if grant.status == Grant.Status.NEEDS_RECONNECT:
-            raise ReconnectRequired("Atlassian no longer accepts this grant; reconnect.")
+            raise ReconnectRequired(DEAD_GRANT)
         moved_on = stale_version is not None and grant.version != stale_version
         if moved_on or (stale_version is None and is_fresh(grant, margin)):
             return _token_of(grant)
@@ -181,7 +183,7 @@ def _refresh_claimed(
 def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshToken:
     refresh_token = grant.refresh_token
     if not refresh_token:
-        raise ReconnectRequired("The grant has no refresh token (offline_access missing).")
+        raise ReconnectRequired(NO_OFFLINE_ACCESS)
     try:
         app = app_for_client_id(grant.client_id)
         tokens = client.refresh_tokens(app, refresh_token)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.utils import timezone
 
 from . import exceptions, refresh
@@ -38,33 +38,25 @@ def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
     """The grants the beat should refresh now, most urgent first, in one indexed query."""
     now = now or timezone.now()
     expiring = Q(access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN))
-    cutoff = _keepalive_cutoff(now)
-    # A refresh that got no new refresh token leaves refresh_token_issued_at as it was: checking
-    # last_refreshed_at too keeps such a grant from being refreshed again at every sweep.
-    idle = Q(refresh_token_issued_at__lte=cutoff) & (
-        Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=cutoff)
-    )
     not_backing_off = Q(next_refresh_at__isnull=True) | Q(next_refresh_at__lte=now)
     return (
         Grant.objects.filter(status=Grant.Status.ACTIVE)
-        .filter(expiring | idle)
+        .filter(expiring | _idle(now))
         .filter(not_backing_off)
         # Most urgent first, so a rate-limited sweep spends its budget where it matters.
         .order_by("access_token_expires_at")
     )
 
 
-def _keepalive_cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=conf.KEEPALIVE_AFTER)
+def _idle(now: datetime) -> Q:
+    """Grants whose refresh token needs a keep-alive to stay inside Atlassian's 90 idle days.
 
-
-def _idle(issued: datetime | None, last_refreshed: datetime | None, now: datetime) -> bool:
-    """The Python twin of ``due_grants``'s keep-alive condition."""
-    cutoff = _keepalive_cutoff(now)
-    return (
-        issued is not None
-        and issued <= cutoff
-        and (last_refreshed is None or last_refreshed <= cutoff)
+    A refresh that got no new refresh token leaves refresh_token_issued_at as it was: checking
+    last_refreshed_at too keeps such a grant from being refreshed again at every sweep.
+    """
+    cutoff = now - timedelta(seconds=conf.KEEPALIVE_AFTER)
+    return Q(refresh_token_issued_at__lte=cutoff) & (
+        Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=cutoff)
     )
 
 
@@ -140,13 +132,18 @@ def refresh_grant(
     and calls nothing. Never raises for a dead, failing or deleted grant: the outcome says so.
     """
     now = now or timezone.now()
-    fields = ("version", "access_token_expires_at", "refresh_token_issued_at", "last_refreshed_at")
-    seen = Grant.objects.filter(pk=grant_id).values(*fields).first()
+    # The same keep-alive rule as the sweep's query, evaluated by the database for this row.
+    seen = (
+        Grant.objects.filter(pk=grant_id)
+        .annotate(idle=ExpressionWrapper(_idle(now), output_field=BooleanField()))
+        .values("version", "access_token_expires_at", "idle")
+        .first()
+    )
     if seen is None:
         return Outcome(grant_id, Result.GONE)
     version: int = seen["version"]
     expiring = seen["access_token_expires_at"] <= now + timedelta(seconds=conf.REFRESH_MARGIN)
-    idle = _idle(seen["refresh_token_issued_at"], seen["last_refreshed_at"], now)
+    idle = bool(seen["idle"])
     try:
         if force or (idle and not expiring):
             # The access token is fresh, so the margin would not refresh it: "refresh unless
