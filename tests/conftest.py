@@ -16,6 +16,9 @@ from django.db import connection
 pytest_plugins = ["atlassian_oauth.testing.pytest_plugin"]
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+# The heavy suites (load, faults through a real Celery worker) run once per CI run, in the
+# PostgreSQL pass; .ci/run sets RUN_HEAVY=1 there.
+RUN_HEAVY = os.environ.get("RUN_HEAVY") == "1"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
@@ -30,6 +33,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # PostgreSQL; in the SQLite pass they are not missing a service, they are out of scope.
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         pytest.skip("needs the default database on PostgreSQL (DATABASE_URL=postgres://...)")
+    if item.get_closest_marker("heavy") and not RUN_HEAVY:
+        pytest.skip("a heavy suite: runs with RUN_HEAVY=1 (the PostgreSQL pass of .ci/run)")
 
 
 @pytest.fixture(scope="session")
