@@ -211,3 +211,6 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False  # the log is a record: read it, never edit it
+
+    def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        return False  # not even superusers; retention is the cleanup task's job

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.views.decorators.debug import sensitive_variables
 
 from .conf import conf
@@ -22,12 +24,22 @@ from .conf import conf
 logger = logging.getLogger(__name__)
 
 AUDIENCE = "api.atlassian.com"
-# Bounds on numbers Atlassian sends, so a garbled header or body cannot schedule a retry in a
-# thousand years or overflow a datetime (Atlassian's own values are 3600 s and a few seconds).
-MAX_RETRY_AFTER = 86400.0
+# Bounds on numbers Atlassian sends, so a garbled or hostile header or body cannot park a grant
+# for a day, overflow a datetime, or make every call refresh (Atlassian's own values are 3600 s
+# and a few seconds).
+MAX_RETRY_AFTER = 3600.0
 MAX_EXPIRES_IN = 86400
+MIN_EXPIRES_IN = 60
 # Atlassian sends at most a few hundred bytes of error; more is not an OAuth error body.
 MAX_ERROR_TEXT = 200
+# The columns Atlassian's values are stored in (Resource, Grant): longer values are cut or
+# refused here, so a hostile answer cannot fail the save after the code was spent.
+MAX_ID_LENGTH = 64
+MAX_ACCOUNT_ID_LENGTH = 128
+MAX_EMAIL_LENGTH = 254
+MAX_TEXT_LENGTH = 255
+MAX_URL_LENGTH = 200
+MAX_AVATAR_URL_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -142,33 +154,64 @@ def refresh_tokens(app: OAuthApp, refresh_token: str) -> TokenResponse:
 @sensitive_variables("access_token")
 def accessible_resources(access_token: str) -> list[AccessibleResource]:
     data = _api_get("/oauth/token/accessible-resources", access_token, expect=list)
-    try:
-        return [
+    resources = []
+    for item in data:
+        cloud_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(cloud_id, str) or not cloud_id or len(cloud_id) > MAX_ID_LENGTH:
+            raise UnexpectedResponse("accessible-resources answered an entry without a valid id.")
+        url = https_url(item.get("url"))
+        scopes = item.get("scopes")
+        resources.append(
             AccessibleResource(
-                cloud_id=str(item["id"]),
-                name=str(item.get("name") or item["url"]),
-                url=str(item["url"]),
-                scopes=tuple(str(s) for s in item.get("scopes") or ()),
-                avatar_url=str(item.get("avatarUrl") or ""),
+                cloud_id=cloud_id,
+                name=_text(item.get("name")) or url or cloud_id,
+                url=url,
+                scopes=tuple(str(s) for s in scopes) if isinstance(scopes, list) else (),
+                avatar_url=https_url(item.get("avatarUrl"), max_length=MAX_AVATAR_URL_LENGTH),
             )
-            for item in data
-        ]
-    except (KeyError, TypeError) as error:
-        raise UnexpectedResponse(
-            "accessible-resources answered an entry without id or url."
-        ) from error
+        )
+    return resources
 
 
 @sensitive_variables("access_token")
 def me(access_token: str) -> Profile:
     data = _api_get("/me", access_token, expect=dict)
-    if not data.get("account_id"):
-        raise UnexpectedResponse("/me answered without an account_id.")
+    account_id = data.get("account_id")
+    if not isinstance(account_id, str) or not account_id or len(account_id) > MAX_ACCOUNT_ID_LENGTH:
+        raise UnexpectedResponse("/me answered without a valid account_id.")
+    email = _text(data.get("email"), MAX_EMAIL_LENGTH)
+    try:
+        validate_email(email)
+    except ValidationError:
+        email = ""  # shown to admins and users as text: a malformed one is worse than none
     return Profile(
-        account_id=str(data["account_id"]),
-        name=str(data.get("name") or data.get("nickname") or ""),
-        email=str(data.get("email") or ""),
+        account_id=account_id,
+        name=_text(data.get("name")) or _text(data.get("nickname")),
+        email=email,
     )
+
+
+_https_url_validator = URLValidator(schemes=["https"])
+
+
+def https_url(value: object, *, max_length: int = MAX_URL_LENGTH) -> str:
+    """``value`` if it is a well-formed ``https:`` URL that fits its column, else "".
+
+    Atlassian's answers are stored and rendered as links: a ``javascript:`` or ``http:`` URL, or
+    a host that is not a host name, must never become one.
+    """
+    if not isinstance(value, str) or len(value) > max_length:
+        return ""
+    try:
+        _https_url_validator(value)
+    except ValidationError:
+        return ""
+    return value
+
+
+def _text(value: object, max_length: int = MAX_TEXT_LENGTH) -> str:
+    """A display string from Atlassian, cut to fit its column (255 characters)."""
+    return value[:max_length] if isinstance(value, str) else ""
 
 
 @sensitive_variables("body", "data", "access_token", "refresh_token")
@@ -194,11 +237,19 @@ def _token_request(body: Mapping[str, str]) -> TokenResponse:
         raise TransientError(
             "The token endpoint answered without a valid expires_in.", status=response.status_code
         )
+    if expires_in < MIN_EXPIRES_IN:
+        # A lifetime under the refresh margins would make every call refresh (and 0.5 would
+        # truncate to 0): use the token for a minute and say so.
+        logger.warning(
+            "The token endpoint answered expires_in=%s; treating it as %s seconds.",
+            expires_in,
+            MIN_EXPIRES_IN,
+        )
     scope = data.get("scope")
     return TokenResponse(
         access_token=access_token,
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
-        expires_in=min(int(expires_in), MAX_EXPIRES_IN),
+        expires_in=min(max(int(expires_in), MIN_EXPIRES_IN), MAX_EXPIRES_IN),
         scopes=tuple(scope.split()) if isinstance(scope, str) else (),
     )
 
@@ -242,18 +293,25 @@ def _api_get(
     return _json(response, what=path, expect=expect)
 
 
-@sensitive_variables("kwargs")
+# Every variable of this frame and of the requests/urllib3 frames below it (which hold the
+# JSON body with the client secret and the code or refresh token) is hidden from error reports.
+@sensitive_variables()
 def _send(method: str, url: str, *, what: str, **kwargs: Any) -> requests.Response:
     try:
-        return requests.request(method, url, timeout=conf.HTTP_TIMEOUT, **kwargs)
-    except requests.Timeout as error:
-        raise TransientError(f"Atlassian did not answer {what} in time.") from error
+        # A redirect would re-send the body, secrets included, to wherever Location points
+        # (even http://): never follow one; a 3xx is an unexpected answer.
+        return requests.request(
+            method, url, timeout=conf.HTTP_TIMEOUT, allow_redirects=False, **kwargs
+        )
+    except requests.Timeout:
+        failure = f"Atlassian did not answer {what} in time."
     except requests.RequestException as error:
         # The exception text can echo the URL; the URL carries no secret (bodies do), but the
         # class name is all a reader needs.
-        raise TransientError(
-            f"Could not reach Atlassian for {what} ({type(error).__name__})."
-        ) from error
+        failure = f"Could not reach Atlassian for {what} ({type(error).__name__})."
+    # Raised outside the handler, so requests' exception (whose traceback holds the frames
+    # with the request body) is neither the cause nor the context of ours.
+    raise TransientError(failure)
 
 
 def _json(

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 SETTINGS_NAME = "ATLASSIAN_OAUTH"
 
@@ -21,6 +22,8 @@ DEFAULT_SCOPES = (
 class Settings:
     """Typed access to ``settings.ATLASSIAN_OAUTH[...]`` with defaults; every read is live."""
 
+    # The dict holds the client secret and the encryption keys: never in an error report.
+    @sensitive_variables("options", "value")
     def _get(self, name: str, default: Any) -> Any:
         options = getattr(django_settings, SETTINGS_NAME, {})
         if not isinstance(options, dict):
@@ -29,6 +32,7 @@ class Settings:
             )
         return options.get(name, default)
 
+    @sensitive_variables("value")
     def _str(self, name: str, default: str) -> str:
         value = self._get(name, default)
         if not isinstance(value, str):
@@ -152,6 +156,7 @@ class Settings:
         return self._number("EVENT_RETENTION", 180 * 86400.0)
 
     @property
+    @sensitive_variables("value")
     def ENCRYPTION_KEYS(self) -> tuple[str, ...]:
         """The first key encrypts; every key decrypts (so keys can be rotated)."""
         value = self._get("ENCRYPTION_KEYS", ())

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_variables
 
 from . import client, signals
 from .conf import conf
@@ -35,6 +36,9 @@ SESSION_BINDING_KEY = "_atlassian_oauth_binding"
 CONNECTED_APPS_URL = "https://id.atlassian.com/manage-profile/apps"
 # Longest Atlassian `error` text we repeat back to the user.
 MAX_SHOWN_ERROR = 80
+#: Consent round trips one user may have pending; starting another drops the
+#: oldest, so repeated clicks (or a script) cannot grow the table without bound.
+MAX_PENDING_FLOWS = 5
 
 
 class ConnectFailed(Exception):
@@ -83,9 +87,26 @@ def begin(
         next_url=next_url,
         expires_at=now + timedelta(seconds=conf.STATE_MAX_AGE),
     )
+    _drop_oldest_flows(user.pk)
     return client.authorize_url(app, redirect_uri, state)
 
 
+def _drop_oldest_flows(user_id: object) -> None:
+    """Keep the newest ``MAX_PENDING_FLOWS`` flows of this user and delete the rest.
+
+    Per user is also per browser: a session holds one user (logging in as another flushes it).
+    """
+    mine = AuthorizationState.objects.filter(user_id=user_id)
+    stale = list(
+        mine.order_by("-created_at", "-pk").values_list("pk", flat=True)[MAX_PENDING_FLOWS:]
+    )
+    if stale:
+        AuthorizationState.objects.filter(pk__in=stale).delete()
+
+
+# The callback's parameters hold the code, and the token response the new tokens: no variable
+# of this frame, nor of anything it calls, goes into an error report.
+@sensitive_variables()
 def complete(
     *,
     user: AbstractBaseUser,
@@ -218,6 +239,7 @@ def _fail(
         user=user,
         site=site,
         message=f"Connect failed: {reason}",
+        collapse=True,  # a reloaded or replayed callback adds to a count, not a row
         reason=reason,
         error=error,
     )
@@ -225,6 +247,7 @@ def _fail(
 
 
 @transaction.atomic
+@sensitive_variables()
 def _store(
     user: AbstractBaseUser,
     site: Site,

@@ -9,7 +9,9 @@ Keys come from ``ATLASSIAN_OAUTH["ENCRYPTION_KEYS"]``, read live: the first key 
 key decrypts. A key is 32 random bytes in urlsafe base64, optionally prefixed with an id and a
 colon (``"2026-11:<key>"``); without a prefix the id is derived from the key. Keys are never
 derived from ``SECRET_KEY``. No exception message or ``repr()`` here contains a plaintext, a
-ciphertext or a key; key ids and contexts are not secret and are named to help the admin.
+ciphertext or a key; key ids and contexts are not secret and are named to help the admin. Every
+function that holds a key, a key setting or a plaintext hides all its variables (and those of
+what it calls) from Django's error reports.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import SETTINGS_NAME, conf
 
@@ -115,6 +118,7 @@ def _malformed(position: int, reason: str) -> KeyConfigurationError:
     )
 
 
+@sensitive_variables()
 def _parse_entry(position: int, entry: str) -> Key:
     # The base64 alphabet has no ":", so the last colon separates an explicit id from the key.
     key_id, colon, encoded = entry.strip().rpartition(":")
@@ -130,6 +134,7 @@ def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+@sensitive_variables()
 def _utf8(text: str, what: str) -> bytes:
     try:
         return text.encode("utf-8")
@@ -169,6 +174,7 @@ def _associated_data(key_id: str, context: str) -> bytes:
 class KeyRing:
     """The configured keys, parsed: ``current`` encrypts, any key decrypts by its id."""
 
+    @sensitive_variables()
     def __init__(self, entries: Iterable[str]) -> None:
         keys: dict[str, Key] = {}
         positions: dict[str, int] = {}
@@ -211,6 +217,7 @@ class KeyRing:
             key_id=key_id,
         )
 
+    @sensitive_variables()
     def encrypt(self, plaintext: str, *, context: str) -> str:
         if not isinstance(plaintext, str):
             raise TypeError(f"plaintext must be a str, not {type(plaintext).__name__}.")
@@ -221,6 +228,7 @@ class KeyRing:
         sealed = key.aead.encrypt(nonce, _utf8(plaintext, "plaintext"), associated_data)
         return f"{VERSION}:{key.key_id}:{_b64encode(nonce + sealed)}"
 
+    @sensitive_variables()
     def decrypt(self, token: str, *, context: str) -> str:
         key_id, payload = _split(token)
         key = self.get(key_id)
@@ -249,6 +257,7 @@ class KeyRing:
 
 
 @functools.lru_cache(maxsize=8)
+@sensitive_variables()
 def _keyring_for(entries: tuple[str, ...]) -> KeyRing:
     return KeyRing(entries)
 
@@ -266,11 +275,13 @@ def generate_key(key_id: str | None = None) -> str:
     return encoded if key_id is None else f"{key_id}:{encoded}"
 
 
+@sensitive_variables()
 def encrypt(plaintext: str, *, context: str) -> str:
     """Encrypt ``plaintext`` under the first configured key, bound to ``context``."""
     return get_keyring().encrypt(plaintext, context=context)
 
 
+@sensitive_variables()
 def decrypt(token: str, *, context: str) -> str:
     """Decrypt a token made by ``encrypt`` with the same ``context``, or raise ``CryptoError``."""
     return get_keyring().decrypt(token, context=context)
@@ -295,6 +306,7 @@ def needs_reencryption(token: str) -> bool:
     return get_keyring().needs_reencryption(token)
 
 
+@sensitive_variables()
 def reencrypt(token: str, *, context: str) -> str:
     """``token`` under the current key: itself if it already is, else decrypted and re-encrypted."""
     keyring = get_keyring()

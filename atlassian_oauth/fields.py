@@ -13,6 +13,9 @@ cannot write these fields either: assign and ``save()`` instead. ``dumpdata`` em
 ciphertext and ``loaddata`` writes it back unchanged (no key needed); a fixture may also hold
 plaintext, which is encrypted on load. Model forms and the admin get no form field for a secret.
 
+Error reports (``sensitive_variables``) show no variable of the methods that hold plaintext, nor
+of anything they call.
+
 Key rotation: put the new key first in ``ENCRYPTION_KEYS`` (keeping the old ones), then for each
 row ``fields = reencrypt_instance(obj)`` and ``obj.save(update_fields=fields)`` when it is not
 empty. Any ``save()`` of the field also writes it under the first key. Then drop the old key.
@@ -29,6 +32,7 @@ from django.db import models
 from django.db.models.fields import AutoFieldMixin
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_save, pre_save
+from django.views.decorators.debug import sensitive_variables
 
 from . import crypto
 
@@ -188,6 +192,7 @@ class EncryptedTextField(_TextField):
         """Whether the instance holds a secret, without decrypting it (e.g. for admin lists)."""
         return self._held(instance) is not None
 
+    @sensitive_variables()
     def plaintext(self, instance: models.Model) -> str | None:
         """The plaintext, decrypting a loaded ciphertext once and caching the result."""
         value = self._held(instance)
@@ -196,6 +201,7 @@ class EncryptedTextField(_TextField):
             instance.__dict__[self.attname] = value
         return value
 
+    @sensitive_variables()
     def sealed_value(self, instance: models.Model, *, rotate: bool = False) -> Ciphertext | None:
         """The ciphertext for what the instance holds, re-encrypted if ``rotate`` and stale."""
         value = self._held(instance)
@@ -207,6 +213,7 @@ class EncryptedTextField(_TextField):
             return value
         return Ciphertext(crypto.encrypt(value, context=self.context(instance)))
 
+    @sensitive_variables()
     def reencrypt(self, instance: models.Model) -> bool:
         """Move a loaded ciphertext to the first key; True if the field needs saving."""
         held = self._held(instance)
@@ -219,6 +226,7 @@ class EncryptedTextField(_TextField):
         instance.__dict__[self.attname] = sealed
         return sealed is not held
 
+    @sensitive_variables()
     def pre_save(self, model_instance: models.Model, add: bool) -> Ciphertext | None:
         sealed = self.sealed_value(model_instance, rotate=True)
         if isinstance(model_instance.__dict__.get(self.attname), Ciphertext):

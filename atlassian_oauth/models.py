@@ -187,7 +187,8 @@ class Resource(models.Model):
     # Not unique: Atlassian lists one cloud id once per product (Jira, Confluence).
     cloud_id = models.CharField(_("cloud ID"), max_length=64)
     name = models.CharField(_("name"), max_length=255)
-    url = models.URLField(_("URL"))
+    # Empty when Atlassian sent no well-formed https: URL (client.https_url).
+    url = models.URLField(_("URL"), blank=True)
     avatar_url = models.URLField(_("avatar URL"), max_length=500, blank=True)
     scopes = models.JSONField(_("scopes"), default=list)
 
@@ -198,6 +199,11 @@ class Resource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.url})"
+
+    @property
+    def link_url(self) -> str:
+        """The URL if it may be rendered as a link (https: only), else ""."""
+        return self.url if self.url.startswith("https://") else ""
 
     @property
     def product(self) -> str:

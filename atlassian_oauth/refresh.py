@@ -97,7 +97,7 @@ def ensure_fresh(
             # on every such call.
             needs_refresh = grant.version == stale_version and not _just_refreshed(grant, now)
         else:
-            needs_refresh = not is_fresh(grant, margin, now)
+            needs_refresh = not _fresh_enough(grant, margin, now)
         if not needs_refresh:
             return _token_of(grant)
         if grant.status == Grant.Status.NO_REFRESH_TOKEN:
@@ -120,6 +120,13 @@ def ensure_fresh(
                 return _token_of(grant)
             raise TemporarilyUnavailable("Another worker's refresh is taking too long.", 1.0)
         time.sleep(POLL_INTERVAL * random.uniform(0.5, 1.5))  # noqa: S311
+
+
+def _fresh_enough(grant: Grant, margin: float, now: datetime | None = None) -> bool:
+    """Valid for ``margin`` more seconds; or, for a token that lives less than the margin,
+    valid and renewed within the last minute (else every call would refresh it)."""
+    now = now or timezone.now()
+    return is_fresh(grant, margin, now) or (is_fresh(grant, 0, now) and _just_refreshed(grant, now))
 
 
 def _just_refreshed(grant: Grant, now: datetime) -> bool:
@@ -172,14 +179,16 @@ def _refresh_claimed(
         if grant.status == Grant.Status.NEEDS_RECONNECT:
             raise ReconnectRequired(DEAD_GRANT)
         moved_on = stale_version is not None and grant.version != stale_version
-        if moved_on or (stale_version is None and is_fresh(grant, margin)):
+        if moved_on or (stale_version is None and _fresh_enough(grant, margin)):
             return _token_of(grant)
         return _call_atlassian(grant, lease, actor=actor)
     finally:
         _release(grant_id, lease)
 
 
-@sensitive_variables("refresh_token", "app", "tokens")
+# No variable of this frame or of what it calls (the client, the store, the ORM writing the
+# sealed tokens) goes into an error report.
+@sensitive_variables()
 def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshToken:
     refresh_token = grant.refresh_token
     if not refresh_token:
@@ -229,7 +238,7 @@ def _after_the_row_moved_on(grant_id: int) -> FreshToken:
     return token
 
 
-@sensitive_variables("tokens")
+@sensitive_variables()
 def _store(
     grant: Grant, lease: str, tokens: client.TokenResponse, *, actor: Event.Actor
 ) -> FreshToken:

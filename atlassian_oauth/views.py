@@ -2,37 +2,62 @@
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import connect as flow
-from .conf import conf
+from .conf import SETTINGS_NAME, conf
 from .health import grant_health
 from .models import AuthorizationState, Connection, Event
+
+logger = logging.getLogger(__name__)
 
 MAX_NEXT_LENGTH = AuthorizationState._meta.get_field("next_url").max_length or 2000
 
 
 def _safe_next(request: HttpRequest, candidate: str | None) -> str:
-    """``candidate`` if it stays on this host (and scheme) and fits where it is kept, else ""."""
-    if (
-        candidate
-        and len(candidate) <= MAX_NEXT_LENGTH
-        and url_has_allowed_host_and_scheme(
-            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        )
+    """``candidate`` if it is a path, or a URL on this host (and scheme), that fits where it
+    is kept; else "". Never a URL name: those are resolved only from the settings."""
+    if not candidate or len(candidate) > MAX_NEXT_LENGTH:
+        return ""
+    parts = urlsplit(candidate)
+    is_path = not parts.scheme and not parts.netloc and candidate.startswith("/")
+    is_url = parts.scheme in ("http", "https") and bool(parts.netloc)
+    if (is_path or is_url) and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return candidate
     return ""
+
+
+def _default_destination() -> str:
+    """Where a finished connect goes without ``next``: CONNECT_REDIRECT_URL (a path, URL or
+    URL name), or the status page. Resolved before the callback stores anything, and never
+    failing, so a bad setting cannot turn a stored connection into an error page."""
+    setting = conf.CONNECT_REDIRECT_URL
+    if setting:
+        try:
+            return resolve_url(setting)
+        except NoReverseMatch:
+            logger.error(
+                "%s['CONNECT_REDIRECT_URL'] = %r is neither a URL nor a URL name; "
+                "sending the user to the status page.",
+                SETTINGS_NAME,
+                setting,
+            )
+    return reverse("atlassian_oauth:status")
 
 
 def _current_connection(request: HttpRequest) -> Connection | None:
@@ -83,6 +108,7 @@ def connect(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
+    default_destination = _default_destination()
     try:
         result = flow.complete(
             user=request.user,  # type: ignore[arg-type]  # login_required: never anonymous
@@ -101,8 +127,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
         if result.missing_refresh_token:
             messages.warning(request, str(grant_health(grant).advice))
-        destination = _safe_next(request, result.next_url) or conf.CONNECT_REDIRECT_URL
-        response = redirect(resolve_url(destination or "atlassian_oauth:status"))
+        # Both candidates are plain URLs by now: this redirect cannot fail.
+        response = HttpResponseRedirect(_safe_next(request, result.next_url) or default_destination)
     # The URL that brought the user here held the code: never pass it on as a referrer.
     response["Referrer-Policy"] = "no-referrer"
     return response
