@@ -1,0 +1,1 @@
+"""The load test's own pieces: the locustfile and the settings of the processes it starts."""
