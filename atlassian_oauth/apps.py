@@ -9,8 +9,12 @@ class AtlassianOAuthConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        """Register the system checks and connect the app's receivers, each to its sender.
+
+        (``EncryptedTextField`` connects its own per-model receivers as it joins a model.)
+        """
         from . import checks  # noqa: F401  (registers the system checks)
-        from .handlers import connection_deleted
+        from .connect import connection_deleted
         from .models import Connection
 
         post_delete.connect(

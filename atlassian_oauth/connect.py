@@ -10,9 +10,10 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
@@ -23,10 +24,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
-from . import client, signals
+from . import client
 from .conf import conf
-from .events import record
-from .handlers import LOGGED_FLAG
+from .events import emit
 from .models import AuthorizationState, Connection, Event, Grant, Resource
 from .oauth_apps import app_for_site
 
@@ -91,7 +91,7 @@ def begin(
     return client.authorize_url(app, redirect_uri, state)
 
 
-def _drop_oldest_flows(user_id: object) -> None:
+def _drop_oldest_flows(user_id: Any) -> None:
     """Keep the newest ``MAX_PENDING_FLOWS`` flows of this user and delete the rest.
 
     Per user is also per browser: a session holds one user (logging in as another flushes it).
@@ -233,15 +233,15 @@ def _consume_state(
 def _fail(
     user: AbstractBaseUser, site: Site, reason: str, message: str, error: str = ""
 ) -> NoReturn:
-    record(
+    emit(
         Event.Kind.CONNECT_FAILED,
         actor=Event.Actor.USER,
         user=user,
         site=site,
         message=f"Connect failed: {reason}",
         collapse=True,  # a reloaded or replayed callback adds to a count, not a row
-        reason=reason,
-        error=error,
+        details={"reason": reason, "error": error},
+        arguments={"user": user, "site": site, "reason": reason},
     )
     raise ConnectFailed(message)
 
@@ -310,76 +310,93 @@ def _store(
         previous.save()
         connection = previous
         if old_grant_id != grant.pk:
-            delete_grant_if_unused(old_grant_id)
+            Grant.objects.filter(pk=old_grant_id).delete_unused()
     created = previous is None
 
     message = f"Connected Atlassian account {profile.account_id}"
     if not has_refresh_token:
         message += " without a refresh token (offline_access was not granted)"
-    record(
+    emit(
         Event.Kind.CONNECTED,
         actor=Event.Actor.USER,
         user=user,
         site=site,
         grant=grant,
         message=message,
-        reconnect=not created,
-        refresh_token=has_refresh_token,
-        sites=len(resources),
-    )
-    transaction.on_commit(
-        lambda: signals.connected.send(
-            sender=Connection,
-            connection=connection,
-            grant=grant,
-            created=created,
-            actor=Event.Actor.USER,
-        )
+        details={
+            "reconnect": not created,
+            "refresh_token": has_refresh_token,
+            "sites": len(resources),
+        },
+        arguments={"connection": connection, "grant": grant, "created": created},
     )
     return connection, created
 
 
-def delete_grant_if_unused(grant_id: int) -> bool:
-    """Delete a grant no connection uses any more, wiping its secrets first."""
-    with transaction.atomic():
-        # Lock the grant alone (PostgreSQL refuses FOR UPDATE across the outer join a
-        # "no connections" filter needs); a connect attaching to it waits for this lock.
-        grant = Grant.objects.select_for_update().filter(pk=grant_id).first()
-        if grant is None or grant.connections.exists():
-            return False
-        # Secrets go first, so nothing survives even where the delete leaves traces behind.
-        Grant.objects.filter(pk=grant_id).update(access_token=None, refresh_token=None)
-        grant.delete()
-    return True
+#: Who is disconnecting, for the delete receiver's event; unset for any other deletion.
+_disconnecting: ContextVar[Event.Actor | None] = ContextVar(
+    "atlassian_oauth_disconnecting", default=None
+)
 
 
 def disconnect(connection: Connection, *, actor: Event.Actor) -> bool:
     """Remove a connection (and its grant when unused); True when the grant's tokens are gone."""
-    user, site, grant = connection.user, connection.site, connection.grant
-    account_id = grant.account_id
-    with transaction.atomic():
-        setattr(connection, LOGGED_FLAG, True)  # this function logs the event itself
-        connection.delete()  # handlers.connection_deleted removes the grant if now unused
-        grant_deleted = not Grant.objects.filter(pk=grant.pk).exists()
-        record(
+    grant_id = connection.grant_id
+    token = _disconnecting.set(actor)
+    try:
+        connection.delete()  # connection_deleted logs it and removes the grant if now unused
+    finally:
+        _disconnecting.reset(token)
+    return not Grant.objects.filter(pk=grant_id).exists()
+
+
+def connection_deleted(
+    sender: type[Connection], instance: Connection, origin: object = None, **kwargs: Any
+) -> None:
+    """However a connection goes (disconnect, its user, site or grant deleted), an unused grant
+    goes too, and the event log and ``disconnected`` signal say so, once."""
+    account_id = (
+        Grant.objects.filter(pk=instance.grant_id).values_list("account_id", flat=True).first()
+        or ""
+    )
+    grant_deleted = Grant.objects.filter(pk=instance.grant_id).delete_unused() > 0
+    user, site = instance.user, instance.site
+    if isinstance(origin, Connection):
+        emit(
             Event.Kind.DISCONNECTED,
-            actor=actor,
+            actor=_disconnecting.get() or Event.Actor.SYSTEM,
             user=user,
             site=site,
-            grant=None if grant_deleted else grant,
+            grant=None if grant_deleted else instance.grant,
             account_id=account_id,
             message=f"Disconnected Atlassian account {account_id}"
             + (" and deleted its tokens" if grant_deleted else ""),
-            grant_deleted=grant_deleted,
+            details={"grant_deleted": grant_deleted},
+            arguments={
+                "user": user,
+                "site": site,
+                "account_id": account_id,
+                "grant_deleted": grant_deleted,
+            },
         )
-        transaction.on_commit(
-            lambda: signals.disconnected.send(
-                sender=Connection,
-                user=user,
-                site=site,
-                account_id=account_id,
-                grant_deleted=grant_deleted,
-                actor=actor,
-            )
-        )
-    return grant_deleted
+        return
+    # A cascade: the user or site may be on its way out in this same delete, so the event
+    # keeps their ids in its details rather than foreign keys to rows about to vanish.
+    emit(
+        Event.Kind.DISCONNECTED,
+        actor=Event.Actor.SYSTEM,
+        account_id=account_id,
+        message="Connection removed because its user, site or grant was deleted"
+        + (" (the grant's tokens too)" if grant_deleted else ""),
+        details={
+            "user_id": instance.user_id,
+            "site_id": instance.site_id,
+            "grant_deleted": grant_deleted,
+        },
+        arguments={
+            "user": user,
+            "site": site,
+            "account_id": account_id,
+            "grant_deleted": grant_deleted,
+        },
+    )

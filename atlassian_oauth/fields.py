@@ -110,6 +110,17 @@ class EncryptedTextField(_TextField):
         owner = model._meta.label if model is not None else "an unbound model"
         return f"EncryptedTextField {owner}.{self.name}"
 
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False
+    ) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only)
+        if not cls._meta.abstract:
+            # Connected per model, here rather than in AppConfig.ready(), so a model declared
+            # later (another app's, a test's) is covered too.
+            uid = f"atlassian_oauth_raw_save_{cls._meta.label_lower}"
+            pre_save.connect(mark_raw_save, sender=cls, dispatch_uid=uid)
+            post_save.connect(unmark_raw_save, sender=cls, dispatch_uid=uid)
+
     def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
         kwargs["bind_field"] = self.bind_field
@@ -294,19 +305,16 @@ def reencrypt_instance(instance: models.Model) -> list[str]:
     return [f.attname for f in encrypted_fields(type(instance)) if f.reencrypt(instance)]
 
 
-def _mark_raw_save(
+def mark_raw_save(
     sender: type[models.Model], instance: models.Model, raw: bool, **kwargs: Any
 ) -> None:
-    if raw and encrypted_fields(type(instance)):
+    """pre_save: a raw save (loaddata) writes the stored ciphertext as it is."""
+    if raw:
         instance.__dict__[_RAW_SAVE] = True
 
 
-def _unmark_raw_save(
+def unmark_raw_save(
     sender: type[models.Model], instance: models.Model, raw: bool, **kwargs: Any
 ) -> None:
     if raw:
         instance.__dict__.pop(_RAW_SAVE, None)
-
-
-pre_save.connect(_mark_raw_save, dispatch_uid="atlassian_oauth.fields.mark_raw_save")
-post_save.connect(_unmark_raw_save, dispatch_uid="atlassian_oauth.fields.unmark_raw_save")

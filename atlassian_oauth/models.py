@@ -4,13 +4,16 @@ the Atlassian sites a grant reaches, pending authorizations and the event log.""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.sites.models import Site
-from django.db import models
+from django.db import models, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .conf import conf
 from .fields import EncryptedTextField
 
 
@@ -64,6 +67,64 @@ class AtlassianApp(models.Model):
         return f"{self.client_id} ({self.site})"
 
 
+def keepalive_due(now: datetime) -> models.Q:
+    """Grants whose refresh token needs a keep-alive to stay inside Atlassian's 90 idle days.
+
+    A refresh that got no new refresh token leaves refresh_token_issued_at as it was: checking
+    last_refreshed_at too keeps such a grant from being refreshed again at every sweep.
+    """
+    cutoff = now - timedelta(seconds=conf.KEEPALIVE_AFTER)
+    return models.Q(refresh_token_issued_at__lte=cutoff) & (
+        models.Q(last_refreshed_at__isnull=True) | models.Q(last_refreshed_at__lte=cutoff)
+    )
+
+
+class GrantQuerySet(models.QuerySet["Grant"]):
+    def due(self, now: datetime | None = None) -> GrantQuerySet:
+        """Grants the beat should refresh now, most urgent first, in one indexed query: active,
+        not backing off, and expiring within ``REFRESH_MARGIN`` or idle (``keepalive_due``)."""
+        now = now or timezone.now()
+        expiring = models.Q(
+            access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN)
+        )
+        not_backing_off = models.Q(next_refresh_at__isnull=True) | models.Q(
+            next_refresh_at__lte=now
+        )
+        return (
+            self.filter(status=Grant.Status.ACTIVE)
+            .filter(expiring | keepalive_due(now))
+            .filter(not_backing_off)
+            # Most urgent first, so a rate-limited sweep spends its budget where it matters.
+            .order_by("access_token_expires_at")
+        )
+
+    def idle(self, now: datetime | None = None) -> GrantQuerySet:
+        """Grants whose refresh token needs a keep-alive refresh (see ``keepalive_due``)."""
+        return self.filter(keepalive_due(now or timezone.now()))
+
+    def needs_attention(self) -> GrantQuerySet:
+        """Grants a person has to look at: dead, without refresh token, or failing to refresh."""
+        return self.filter(~models.Q(status=Grant.Status.ACTIVE) | models.Q(refresh_failures__gt=0))
+
+    def delete_unused(self) -> int:
+        """Delete the grants here that no connection uses, secrets first; how many went."""
+        with transaction.atomic(using=self.db):
+            # Lock the grants alone (PostgreSQL refuses FOR UPDATE across the outer join a
+            # "no connections" filter needs); a connect attaching to one waits for this lock.
+            locked = list(self.select_for_update().values_list("pk", flat=True))
+            unused = list(
+                Grant.objects.filter(pk__in=locked, connections__isnull=True).values_list(
+                    "pk", flat=True
+                )
+            )
+            if not unused:
+                return 0
+            # Secrets go first, so nothing survives even where the delete leaves traces behind.
+            Grant.objects.filter(pk__in=unused).update(access_token=None, refresh_token=None)
+            Grant.objects.filter(pk__in=unused).delete()
+        return len(unused)
+
+
 class Grant(models.Model):
     """One Atlassian account's consent to one app: the only copy of its tokens."""
 
@@ -112,6 +173,8 @@ class Grant(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = GrantQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("grant")

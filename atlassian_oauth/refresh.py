@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import client, signals
+from . import client
 from .conf import conf
-from .events import record
+from .events import emit
 from .exceptions import ReconnectRequired, TemporarilyUnavailable
 from .models import Event, Grant
 from .oauth_apps import app_for_client_id
@@ -279,16 +278,15 @@ def _store(
         expires_at = now + timedelta(seconds=tokens.expires_in)
         return FreshToken(tokens.access_token, expires_at, current.version)
     grant.refresh_from_db()
-    record(
+    emit(
         Event.Kind.REFRESHED,
         actor=actor,
         grant=grant,
         message="Refreshed the access token"
         + ("" if rotated else " (Atlassian sent no new refresh token; the old one is kept)"),
-        rotated=rotated,
-        expires_in=tokens.expires_in,
+        details={"rotated": rotated, "expires_in": tokens.expires_in},
+        arguments={"grant": grant},
     )
-    transaction.on_commit(lambda: signals.refreshed.send(sender=Grant, grant=grant, actor=actor))
     return _token_of(grant)
 
 
@@ -303,15 +301,13 @@ def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> b
     ):
         return False
     grant.refresh_from_db()
-    record(
+    emit(
         Event.Kind.NEEDS_RECONNECT,
         actor=actor,
         grant=grant,
         message="Atlassian refused the refresh token; the user must reconnect",
-        error=error,
-    )
-    transaction.on_commit(
-        lambda: signals.needs_reconnect.send(sender=Grant, grant=grant, error=error, actor=actor)
+        details={"error": error},
+        arguments={"grant": grant, "error": error},
     )
     return True
 
@@ -337,19 +333,17 @@ def _mark_failed(
     ).update(refresh_failures=failures, next_refresh_at=retry_at, last_error=error[:500]):
         return None
     grant.refresh_from_db()
-    record(
+    emit(
         Event.Kind.REFRESH_FAILED,
         actor=actor,
         grant=grant,
         message=f"Refresh failed ({failures} in a row); retrying in {delay:.0f} s",
-        error=error,
-        failures=failures,
-        retry_at=retry_at.isoformat(),
-        configuration=configuration,
-    )
-    transaction.on_commit(
-        lambda: signals.refresh_failed.send(
-            sender=Grant, grant=grant, error=error, retry_at=retry_at, actor=actor
-        )
+        details={
+            "error": error,
+            "failures": failures,
+            "retry_at": retry_at.isoformat(),
+            "configuration": configuration,
+        },
+        arguments={"grant": grant, "error": error, "retry_at": retry_at},
     )
     return delay

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from django.apps import apps
 from django.db import models, transaction
 
-from . import crypto, signals
-from .events import record
+from . import crypto
+from .events import emit
 from .fields import EncryptedTextField, encrypted_fields
 from .models import Event
 
@@ -105,23 +105,20 @@ def rotate_keys(
             break
 
     if report.reencrypted:
-        record(
+        emit(
             Event.Kind.KEYS_ROTATED,
             actor=actor,
             message=f"Re-encrypted {report.reencrypted} rows under key id {report.key_id!r}",
-            key_id=report.key_id,
-            scanned=report.scanned,
-            reencrypted=report.reencrypted,
-            already_current=report.already_current,
-            failed=len(report.failed),
-            failed_rows=[f"{f.model}:{f.pk}" for f in report.failed[:MAX_FAILED_IN_EVENT]],
-            complete=report.complete,
-        )
-        signals.keys_rotated.send(
-            sender=Event,
-            reencrypted=report.reencrypted,
-            failed=len(report.failed),
-            actor=actor,
+            details={
+                "key_id": report.key_id,
+                "scanned": report.scanned,
+                "reencrypted": report.reencrypted,
+                "already_current": report.already_current,
+                "failed": len(report.failed),
+                "failed_rows": [f"{f.model}:{f.pk}" for f in report.failed[:MAX_FAILED_IN_EVENT]],
+                "complete": report.complete,
+            },
+            arguments={"reencrypted": report.reencrypted, "failed": len(report.failed)},
         )
     return report
 

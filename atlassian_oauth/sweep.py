@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, QuerySet
 from django.utils import timezone
 
 from . import exceptions, refresh
 from .beat import SWEEP_INTERVAL
 from .conf import conf
-from .models import AuthorizationState, Event, Grant
+from .models import AuthorizationState, Event, Grant, keepalive_due
 
 logger = logging.getLogger(__name__)
 
@@ -35,29 +35,8 @@ Enqueue = Callable[[int, float], None]
 
 
 def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
-    """The grants the beat should refresh now, most urgent first, in one indexed query."""
-    now = now or timezone.now()
-    expiring = Q(access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN))
-    not_backing_off = Q(next_refresh_at__isnull=True) | Q(next_refresh_at__lte=now)
-    return (
-        Grant.objects.filter(status=Grant.Status.ACTIVE)
-        .filter(expiring | _idle(now))
-        .filter(not_backing_off)
-        # Most urgent first, so a rate-limited sweep spends its budget where it matters.
-        .order_by("access_token_expires_at")
-    )
-
-
-def _idle(now: datetime) -> Q:
-    """Grants whose refresh token needs a keep-alive to stay inside Atlassian's 90 idle days.
-
-    A refresh that got no new refresh token leaves refresh_token_issued_at as it was: checking
-    last_refreshed_at too keeps such a grant from being refreshed again at every sweep.
-    """
-    cutoff = now - timedelta(seconds=conf.KEEPALIVE_AFTER)
-    return Q(refresh_token_issued_at__lte=cutoff) & (
-        Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=cutoff)
-    )
+    """The grants the beat should refresh now (``Grant.objects.due``)."""
+    return Grant.objects.due(now)
 
 
 def sweep_limit() -> int | None:
@@ -135,7 +114,7 @@ def refresh_grant(
     # The same keep-alive rule as the sweep's query, evaluated by the database for this row.
     seen = (
         Grant.objects.filter(pk=grant_id)
-        .annotate(idle=ExpressionWrapper(_idle(now), output_field=BooleanField()))
+        .annotate(idle=ExpressionWrapper(keepalive_due(now), output_field=BooleanField()))
         .values("version", "access_token_expires_at", "idle")
         .first()
     )
