@@ -14,7 +14,9 @@ from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from . import connect as flow
@@ -23,6 +25,8 @@ from .health import grant_health
 from .models import AuthorizationState, Connection, Event
 
 logger = logging.getLogger(__name__)
+
+CLEANSED_SUBSTITUTE = SafeExceptionReporterFilter.cleansed_substitute
 
 MAX_NEXT_LENGTH = AuthorizationState._meta.get_field("next_url").max_length or 2000
 
@@ -104,17 +108,36 @@ def connect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+#: Callback parameters that are secret (the code) or replayable with the session (the state).
+SECRET_CALLBACK_PARAMETERS = ("code", "state")
+
+
+def _take_callback_parameters(request: HttpRequest) -> dict[str, str]:
+    """The callback's parameters; the request keeps them only starred out from here on, so an
+    error report (Django's, or any reporter reading the request) cannot show the code."""
+    params = request.GET.dict()
+    scrubbed = request.GET.copy()
+    for name in SECRET_CALLBACK_PARAMETERS:
+        if name in scrubbed:
+            scrubbed[name] = CLEANSED_SUBSTITUTE
+    request.GET = scrubbed  # type: ignore[assignment]  # a copy is mutable; Django does not mind
+    request.META["QUERY_STRING"] = scrubbed.urlencode()
+    return params
+
+
 @never_cache
 @login_required
 @require_GET
+@sensitive_variables("params")
 def callback(request: HttpRequest) -> HttpResponse:
+    params = _take_callback_parameters(request)
     default_destination = _default_destination()
     try:
         result = flow.complete(
             user=request.user,  # type: ignore[arg-type]  # login_required: never anonymous
             site=Site.objects.get_current(request),
             session=request.session,
-            params=request.GET.dict(),
+            params=params,
         )
     except flow.ConnectFailed as failure:
         messages.error(request, str(failure))
