@@ -10,10 +10,12 @@
 | atlassian_oauth.E006 | a setting has the wrong type or form |
 | atlassian_oauth.W001 | no default client id and secret: only sites with their own app connect |
 | atlassian_oauth.W002 | an ``http://`` callback URL while ``DEBUG`` is off |
-| atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or uses http |
+| atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or read:me |
 | atlassian_oauth.W004 | Celery is configured but ``CELERY_BEAT_SCHEDULE`` lacks the refresh sweep |
-| atlassian_oauth.W005 | a refresh task may outlast the broker's visibility timeout, or the lock |
-|                      | timeout is not between one refresh call and Atlassian's reuse leeway |
+| atlassian_oauth.W005 | a refresh task may outlast the broker's visibility timeout |
+| atlassian_oauth.W006 | a site's own Atlassian app (database) has an ``http://`` callback URL |
+| atlassian_oauth.W007 | ``REFRESH_LOCK_TIMEOUT`` is not between one refresh call and Atlassian's |
+|                      | reuse leeway |
 
 W004 and W005 read Celery's settings under the ``CELERY_`` namespace that Celery documents for
 Django; W004 speaks only when ``CELERY_BROKER_URL`` or ``CELERY_BEAT_SCHEDULE`` is set. A
@@ -159,7 +161,7 @@ def check_site_apps(
         if row.callback_url.startswith("http://") and not settings.DEBUG:
             warning = _http_callback_warning(where)
             warnings.append(
-                Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W003")
+                Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W006")
             )
     return warnings
 
@@ -217,7 +219,7 @@ def check_celery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 "a refresh token Atlassian rotated too long ago and the grant is revoked.",
                 hint=f"Set REFRESH_LOCK_TIMEOUT between {2 * http:.0f} and {REUSE_LEEWAY:.0f} "
                 "seconds (the default is 60).",
-                id="atlassian_oauth.W005",
+                id="atlassian_oauth.W007",
             )
         )
     return warnings

@@ -391,14 +391,14 @@ def test_a_visibility_timeout_shorter_than_a_task_is_w005(celery_settings):
 
 
 @pytest.mark.parametrize(("lock", "http"), [(600, 10), (900, 10), (15, 10), (20, 10)])
-def test_a_lock_timeout_outside_its_bounds_is_w005(celery_settings, lock, http):
+def test_a_lock_timeout_outside_its_bounds_is_w007(celery_settings, lock, http):
     celery_settings.ATLASSIAN_OAUTH = {
         **celery_settings.ATLASSIAN_OAUTH,
         "REFRESH_LOCK_TIMEOUT": lock,
         "HTTP_TIMEOUT": http,
     }
     (warning,) = check_celery()
-    assert warning.id == "atlassian_oauth.W005"
+    assert warning.id == "atlassian_oauth.W007"
     assert "REFRESH_LOCK_TIMEOUT" in warning.msg
 
 
