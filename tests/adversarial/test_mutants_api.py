@@ -1,0 +1,139 @@
+"""Tests that kill mutants of atlassian_oauth/api.py that `make mutation` found surviving.
+
+What application code sees: the URLs the helpers build, the default site per product, the
+``Accept`` header, how much validity a token must have before it is sent (and that a session
+notices its own token running low), and that a 401'd token is never sent again because a
+refresh failed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.sites.models import Site
+from django.utils import timezone
+
+from atlassian_oauth.api import (
+    NotConnected,
+    TemporarilyUnavailable,
+    confluence_url,
+    get_access_token,
+    get_session,
+    jira_url,
+)
+from atlassian_oauth.models import Grant, Resource
+from atlassian_oauth.testing import ACME_CLOUD_ID, GLOBEX_CLOUD_ID, GRACE_ACCOUNT_ID
+from tests.refresh_helpers import connected_grant
+
+pytestmark = pytest.mark.django_db
+
+MYSELF = "rest/api/3/myself"
+WIKI_CLOUD_ID = "11111111-2222-3333-4444-555555555555"
+
+
+def alice_and_site() -> tuple[AbstractBaseUser, Site]:
+    return get_user_model().objects.get(username="alice"), Site.objects.get(domain="localhost")
+
+
+@pytest.mark.parametrize(
+    ("path", "tail"),
+    [
+        ("", ""),
+        ("/rest/api/3/myself", "rest/api/3/myself"),
+        ("rest/api/3/search/jql/", "rest/api/3/search/jql/"),
+        ("//wiki/api/v2/pages/", "wiki/api/v2/pages/"),
+        ("XRAY/api/v2/", "XRAY/api/v2/"),
+        (" rest", " rest"),
+    ],
+)
+def test_the_gateway_urls_are_built_exactly(fake_atlassian, path, tail):
+    base = fake_atlassian.url
+    assert jira_url("cloud-1", path) == f"{base}/ex/jira/cloud-1/{tail}"
+    assert confluence_url("cloud-1", path) == f"{base}/ex/confluence/cloud-1/{tail}"
+
+
+def test_the_default_path_is_the_sites_root(fake_atlassian):
+    assert jira_url("c") == f"{fake_atlassian.url}/ex/jira/c/"
+    assert confluence_url("c") == f"{fake_atlassian.url}/ex/confluence/c/"
+
+
+def test_a_session_finds_each_products_site_and_builds_its_urls(fake_atlassian):
+    grant = connected_grant(fake_atlassian)  # Ada: acme, for Jira
+    Resource.objects.create(
+        grant=grant,
+        cloud_id=WIKI_CLOUD_ID,
+        name="wiki",
+        url="https://wiki.example",
+        scopes=["read:confluence-content.all"],
+    )
+    session = get_session(*alice_and_site())
+    assert session.default_cloud_id() == ACME_CLOUD_ID
+    assert session.default_cloud_id("confluence") == WIKI_CLOUD_ID
+    assert session.jira_url() == jira_url(ACME_CLOUD_ID, "")
+    assert session.confluence_url() == confluence_url(WIKI_CLOUD_ID, "")
+    assert session.confluence_url("wiki/api/v2/pages") == confluence_url(
+        WIKI_CLOUD_ID, "wiki/api/v2/pages"
+    )
+    assert session.jira_url(MYSELF, cloud_id="other") == jira_url("other", MYSELF)
+
+
+def test_a_session_without_a_confluence_site_says_which_product_is_missing(fake_atlassian):
+    connected_grant(fake_atlassian, account_id=GRACE_ACCOUNT_ID)  # Grace: globex, Jira only
+    session = get_session(*alice_and_site())
+    assert session.default_cloud_id() == GLOBEX_CLOUD_ID
+    with pytest.raises(NotConnected, match="reaches no confluence site"):
+        session.confluence_url("wiki/api/v2/pages")
+
+
+def test_a_session_asks_for_json(fake_atlassian):
+    connected_grant(fake_atlassian)
+    session = get_session(*alice_and_site())
+    response = session.get(session.jira_url(MYSELF))
+    assert response.status_code == 200
+    assert response.request.headers["Accept"] == "application/json"
+
+
+def test_a_token_with_minutes_left_is_used_as_it_is(fake_atlassian):
+    """REQUEST_MARGIN (60 s), not REFRESH_MARGIN (300 s), decides before a request."""
+    grant = connected_grant(fake_atlassian, expires_in=150)
+    user, site = alice_and_site()
+    assert get_access_token(user, site) == grant.access_token
+    session = get_session(user, site)
+    response = session.get(session.jira_url(MYSELF))
+    assert response.status_code == 200
+    assert response.request.headers["Authorization"] == f"Bearer {grant.access_token}"
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+def test_a_session_refreshes_its_own_token_once_it_runs_low(fake_atlassian):
+    grant = connected_grant(fake_atlassian, expires_in=66)
+    session = get_session(*alice_and_site())
+    first = session.get(session.jira_url(MYSELF))
+    assert first.request.headers["Authorization"] == f"Bearer {grant.access_token}"
+    assert fake_atlassian.counts.get("refresh", 0) == 0, "refreshed with over a minute left"
+
+    # Once under a minute is left, the session's cached token is not sent any more.
+    stored = Grant.objects.get(pk=grant.pk)
+    low = (stored.access_token_expires_at - timezone.now()).total_seconds() - 60
+    time.sleep(max(0.0, low) + 0.3)
+    second = session.get(session.jira_url(MYSELF))
+    renewed = Grant.objects.get(pk=grant.pk)
+    assert fake_atlassian.counts.get("refresh", 0) == 1
+    assert renewed.access_token != grant.access_token
+    assert second.request.headers["Authorization"] == f"Bearer {renewed.access_token}"
+
+
+def test_a_401d_token_is_not_sent_again_when_the_refresh_fails(fake_atlassian):
+    connected_grant(fake_atlassian)
+    session = get_session(*alice_and_site())
+    assert session.get(session.jira_url(MYSELF)).status_code == 200
+    fake_atlassian.inject(kind="jira", status=401)
+    fake_atlassian.inject(kind="refresh", status=503)
+
+    with pytest.raises(TemporarilyUnavailable):
+        session.get(session.jira_url(MYSELF))
+    assert fake_atlassian.counts["refresh"] == 1
+    assert fake_atlassian.counts["jira"] == 2, "the token Atlassian refused was sent again"
