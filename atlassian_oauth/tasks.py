@@ -11,10 +11,10 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   that dies mid-task leaves it to be delivered again; a second delivery finds the grant fresh
   and does nothing. A failure is logged, never retried by Celery: a dead grant waits for its
   user, and a transient failure's retry is scheduled by ``next_refresh_at`` on the grant row,
-  where the next sweep sees it. Its time limits are computed from the settings when this
-  module is imported (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 * HTTP_TIMEOUT``
-  plus slack, hard a little later. Restart workers after changing those settings; the check
-  ``atlassian_oauth.W005`` compares them with the broker's visibility timeout.
+  where the next sweep sees it. The sweep gives each one time limits from the settings as
+  they are when it enqueues (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 *
+  HTTP_TIMEOUT`` plus slack, hard a little later; the check ``atlassian_oauth.W005`` compares
+  them with the broker's visibility timeout.
 - ``cleanup`` (daily): deletes old events and expired authorizations in progress.
 """
 
@@ -33,8 +33,6 @@ __all__ = ["BEAT_SCHEDULE", "cleanup", "refresh_due_grants", "refresh_grant"]
 
 logger = logging.getLogger(__name__)
 
-SOFT_TIME_LIMIT, TIME_LIMIT = time_limits()
-
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def refresh_due_grants() -> int:
@@ -43,8 +41,12 @@ def refresh_due_grants() -> int:
 
 
 def _enqueue_refresh(grant_id: int, countdown: float) -> None:
-    # The id only: a token or a model instance would sit in the broker in clear.
-    refresh_grant.apply_async((grant_id,), countdown=countdown)
+    # The id only: a token or a model instance would sit in the broker in clear. The time
+    # limits are read now, not when this module was imported, so settings apply live.
+    soft, hard = time_limits()
+    refresh_grant.apply_async(
+        (grant_id,), countdown=countdown, soft_time_limit=soft, time_limit=hard
+    )
 
 
 @shared_task(
@@ -52,8 +54,6 @@ def _enqueue_refresh(grant_id: int, countdown: float) -> None:
     ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    soft_time_limit=SOFT_TIME_LIMIT,
-    time_limit=TIME_LIMIT,
 )
 def refresh_grant(grant_id: int) -> str:
     """Refresh one grant if it is due; returns what happened (``sweep.Result``)."""

@@ -154,7 +154,7 @@ def test_the_sweep_enqueues_ids_only_within_the_jitter(mixed_grants, enqueued, s
     for call in enqueued.call_args_list:
         ((grant_id,),) = call.args
         assert type(grant_id) is int  # no token, no model instance in the broker
-        assert set(call.kwargs) == {"countdown"}
+        assert set(call.kwargs) == {"countdown", "soft_time_limit", "time_limit"}  # no secrets
         assert 0 <= call.kwargs["countdown"] < 5
 
 
@@ -197,14 +197,23 @@ def test_with_a_rate_limit_one_sweep_takes_what_fits_before_the_next(enqueued, s
 # ---- the refresh task ----------------------------------------------------------------------
 
 
-def test_the_refresh_task_has_late_acks_and_ordered_time_limits(settings):
+def test_the_refresh_task_has_late_acks_and_no_retries():
     task = tasks.refresh_grant
     assert task.acks_late and task.reject_on_worker_lost
     assert not getattr(task, "autoretry_for", ())  # a dead grant must not be retried
-    options = settings.ATLASSIAN_OAUTH
-    wait, http = options.get("REFRESH_WAIT", 30.0), options.get("HTTP_TIMEOUT", 10.0)
-    assert wait + http < task.soft_time_limit < task.time_limit
-    assert (task.soft_time_limit, task.time_limit) == beat.time_limits()
+
+
+def test_the_sweep_gives_each_task_time_limits_from_the_settings_of_the_moment(
+    fake_atlassian, settings
+):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_WAIT": 5, "HTTP_TIMEOUT": 2}
+    with mock.patch.object(tasks.refresh_grant, "apply_async") as apply_async:
+        assert tasks.refresh_due_grants() == 1
+    options = apply_async.call_args.kwargs
+    assert (options["soft_time_limit"], options["time_limit"]) == beat.time_limits()
+    assert 5 + 2 < options["soft_time_limit"] < options["time_limit"]
 
 
 def test_the_task_refreshes_a_due_grant_once(fake_atlassian):
