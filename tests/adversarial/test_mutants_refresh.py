@@ -1,0 +1,112 @@
+"""Tests that kill mutants of atlassian_oauth/refresh.py that `make mutation` found surviving.
+
+- a late "dead grant" answer of a worker whose lease ran out does not mark dead the grant that
+  another worker is refreshing (and so cost the user a reconnect);
+- marking a grant dead moves its version on once and clears its retry schedule;
+- the fallback token (``still_valid_token``) is never a dead grant's, nor an expired one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection as db_connection
+from django.utils import timezone
+
+from atlassian_oauth import exceptions, refresh
+from atlassian_oauth.models import Event, Grant
+from tests.helpers import wait_until
+from tests.refresh_helpers import connected_grant, expire
+
+DEAD_BODY = {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."}
+LEASE = 1.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_dead_grant_answer_does_not_kill_the_grant_another_worker_refreshes(
+    fake_atlassian, settings
+):
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_LOCK_TIMEOUT": LEASE}
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    before = Grant.objects.get(pk=grant.pk)
+    # The first worker's refresh is refused, but only after its lease has run out; the second
+    # worker's refresh succeeds and its answer arrives after that refusal.
+    fake_atlassian.inject(kind="refresh", status=403, body=DEAD_BODY, delay=2.5)
+    fake_atlassian.inject(kind="refresh", delay_after=2.5)
+    late: dict[str, Any] = {}
+
+    def first_worker() -> None:
+        try:
+            late["token"] = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+        except Exception as error:
+            late["error"] = error
+        finally:
+            db_connection.close()
+
+    thread = threading.Thread(target=first_worker, daemon=True)
+    thread.start()
+    try:
+        reached = wait_until(
+            lambda: fake_atlassian.counts.get("refresh", 0) == 1, timeout=10, interval=0.02
+        )
+        assert reached, "the first worker's refresh never reached the fake"
+        held = Grant.objects.get(pk=grant.pk)
+        assert held.refresh_lock_until is not None
+        time.sleep(max(0.0, (held.refresh_lock_until - timezone.now()).total_seconds()) + 0.2)
+        assert "token" not in late and "error" not in late, "the refusal came inside the lease"
+        second = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    finally:
+        thread.join(timeout=15)
+    assert not thread.is_alive()
+
+    # The first worker learns its refresh lost, not that the user must reconnect.
+    assert isinstance(late.get("error"), exceptions.TemporarilyUnavailable), late
+    stored = Grant.objects.get(pk=grant.pk)
+    assert stored.status == Grant.Status.ACTIVE, "a stale refusal marked a live grant dead"
+    assert stored.version == before.version + 1
+    assert stored.access_token == second.access_token
+    assert stored.refresh_token != before.refresh_token
+    assert not Event.objects.filter(kind=Event.Kind.NEEDS_RECONNECT).exists()
+
+
+@pytest.mark.django_db
+def test_marking_a_grant_dead_moves_its_version_once_and_clears_its_schedule(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    # A backoff that has just run out: this attempt is allowed, and it is refused for good.
+    Grant.objects.filter(pk=grant.pk).update(
+        next_refresh_at=timezone.now() - timedelta(seconds=1), refresh_failures=2
+    )
+    expire(grant)
+    before = Grant.objects.get(pk=grant.pk)
+    fake_atlassian.inject(kind="refresh", status=403, body=DEAD_BODY)
+
+    with pytest.raises(exceptions.ReconnectRequired):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+
+    dead = Grant.objects.get(pk=grant.pk)
+    assert dead.status == Grant.Status.NEEDS_RECONNECT
+    assert dead.version == before.version + 1
+    assert dead.next_refresh_at is None, "a dead grant keeps a retry time"
+    assert "invalid_grant" in dead.last_error or "Unknown or invalid" in dead.last_error
+    assert dead.refresh_token == before.refresh_token  # nothing to keep, nothing lost
+
+
+@pytest.mark.django_db
+def test_the_fallback_token_is_never_a_dead_or_missing_or_expired_grants(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    fallback = refresh.still_valid_token(grant.pk)
+    assert fallback is not None and fallback.access_token == grant.access_token
+
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NEEDS_RECONNECT)
+    assert refresh.still_valid_token(grant.pk) is None, "a dead grant's token was handed out"
+
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.ACTIVE)
+    expire(grant)
+    assert refresh.still_valid_token(grant.pk) is None
+
+    assert refresh.still_valid_token(grant.pk + 1000) is None
