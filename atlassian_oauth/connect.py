@@ -182,7 +182,7 @@ def complete(
             error=str(exc),
         )
 
-    connection, created = _store(user, site, app.client_id, tokens, profile, resources)
+    connection, created = _save_connection(user, site, app.client_id, tokens, profile, resources)
     return Connected(
         connection=connection,
         created=created,
@@ -248,7 +248,7 @@ def _fail(
 
 @transaction.atomic
 @sensitive_variables()
-def _store(
+def _save_connection(
     user: AbstractBaseUser,
     site: Site,
     client_id: str,

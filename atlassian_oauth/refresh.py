@@ -18,7 +18,7 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -51,6 +51,8 @@ class FreshToken:
     access_token: str = field(repr=False)
     expires_at: datetime
     version: int
+    #: This call renewed it at Atlassian (not another worker whose refresh it waited for).
+    renewed: bool = False
 
     def valid_for(self, seconds: float) -> bool:
         return (self.expires_at - timezone.now()).total_seconds() > seconds
@@ -225,7 +227,7 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
         if is_fresh(grant, 0):
             logger.warning("Refreshing grant %s failed; its token still works: %s", grant.pk, error)
         raise TemporarilyUnavailable(f"Refreshing failed: {error}", retry) from error
-    return _store(grant, lease, tokens, actor=actor)
+    return _write_tokens(grant, lease, tokens, actor=actor)
 
 
 def _after_the_row_moved_on(grant_id: int) -> FreshToken:
@@ -238,7 +240,7 @@ def _after_the_row_moved_on(grant_id: int) -> FreshToken:
 
 
 @sensitive_variables()
-def _store(
+def _write_tokens(
     grant: Grant, lease: str, tokens: client.TokenResponse, *, actor: Event.Actor
 ) -> FreshToken:
     now = timezone.now()
@@ -276,7 +278,7 @@ def _store(
         )
         current = Grant.objects.get(pk=grant.pk)
         expires_at = now + timedelta(seconds=tokens.expires_in)
-        return FreshToken(tokens.access_token, expires_at, current.version)
+        return FreshToken(tokens.access_token, expires_at, current.version, renewed=True)
     grant.refresh_from_db()
     emit(
         Event.Kind.REFRESHED,
@@ -287,7 +289,7 @@ def _store(
         details={"rotated": rotated, "expires_in": tokens.expires_in},
         arguments={"grant": grant},
     )
-    return _token_of(grant)
+    return replace(_token_of(grant), renewed=True)
 
 
 def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> bool:

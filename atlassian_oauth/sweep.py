@@ -102,7 +102,7 @@ class Outcome:
         return f"{self.result} ({self.reason})" if self.reason else str(self.result)
 
 
-def refresh_grant(
+def refresh_if_due(
     grant_id: int, *, actor: Event.Actor, force: bool = False, now: datetime | None = None
 ) -> Outcome:
     """Refresh one grant if it is due (``force``: in any case), through ``refresh.ensure_fresh``.
@@ -136,7 +136,8 @@ def refresh_grant(
         return Outcome(grant_id, Result.FAILED, str(error))
     except Grant.DoesNotExist:
         return Outcome(grant_id, Result.GONE)
-    return Outcome(grant_id, Result.REFRESHED if token.version > version else Result.FRESH)
+    # Renewed by this call; a refresh by another worker that this one waited for is "fresh".
+    return Outcome(grant_id, Result.REFRESHED if token.renewed else Result.FRESH)
 
 
 def select_grants(

@@ -58,7 +58,7 @@ def _enqueue_refresh(grant_id: int, countdown: float) -> None:
 def refresh_grant(grant_id: int) -> str:
     """Refresh one grant if it is due; returns what happened (``sweep.Result``)."""
     try:
-        outcome = sweep.refresh_grant(grant_id, actor=Event.Actor.BEAT)
+        outcome = sweep.refresh_if_due(grant_id, actor=Event.Actor.BEAT)
     except SoftTimeLimitExceeded:
         # ensure_fresh released its lease on the way out; the next sweep tries again.
         logger.warning("Refreshing Atlassian grant %s took too long; it will be retried.", grant_id)

@@ -47,3 +47,14 @@ def test_the_session_sends_the_token_and_reaches_jira(fake_atlassian, django_use
     assert get_access_token(alice, Site.objects.get(domain="localhost")) == (
         Grant.objects.get().access_token
     )
+
+
+def test_only_the_call_that_renewed_the_token_says_so(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    first = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    # A caller that saw the old version and finds the row moved on renewed nothing itself.
+    second = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, stale_version=grant.version)
+    assert first.renewed and not second.renewed
+    assert second.version == first.version
+    assert fake_atlassian.counts["refresh"] == 1

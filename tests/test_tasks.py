@@ -294,7 +294,7 @@ def test_a_transient_failure_is_logged_and_left_to_the_backoff(fake_atlassian, c
 
 
 def test_the_soft_time_limit_is_caught(caplog):
-    with mock.patch.object(sweep, "refresh_grant", side_effect=SoftTimeLimitExceeded()):
+    with mock.patch.object(sweep, "refresh_if_due", side_effect=SoftTimeLimitExceeded()):
         result = tasks.refresh_grant.apply(args=(1,))
     assert result.successful() and result.get() == "failed"
     assert "took too long" in caplog.text

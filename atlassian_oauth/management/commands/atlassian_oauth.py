@@ -234,7 +234,7 @@ class Command(BaseCommand):
                 else:  # refresh.ensure_fresh would refuse it without calling Atlassian
                     self.stdout.write(f"{label}: {grant.get_status_display()}, cannot refresh")
                 continue
-            outcome = sweep.refresh_grant(
+            outcome = sweep.refresh_if_due(
                 grant.pk, actor=Event.Actor.COMMAND, force=not options["due"]
             )
             # A grant deleted meanwhile (its user disconnected) needs no refresh either.
