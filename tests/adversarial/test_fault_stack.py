@@ -195,6 +195,11 @@ def no_alive_grant_marked_dead(stack: Stack, alive: list[int], phase: str) -> No
     assert not marked, f"after {phase}, grants Atlassian accepts were given up: {marked}"
 
 
+def dead_answers(fake: FakeAtlassian) -> int:
+    """Refreshes the fake refused as a dead grant (403 invalid_grant / unauthorized_client)."""
+    return sum(1 for e in fake.requests_log if e["kind"] == "refresh" and e["status"] == 403)
+
+
 def in_configuration_backoff(grant: Grant) -> bool:
     return grant.last_error.startswith("configuration:")
 
@@ -327,6 +332,8 @@ def test_every_grant_atlassian_accepts_survives_the_fault_matrix(
             REFRESH_LOCK_TIMEOUT + 40,
         )
         no_alive_grant_marked_dead(stack, alive, "the terminated database sessions")
+        # From here on every grant Atlassian killed is marked: nothing may present its token again.
+        refused = dead_answers(fake)
 
         # ---- C: the worker SIGKILLed at each step of a refresh, restarted after each kill -----
         kills: list[tuple[str, dict[str, Any]]] = [
@@ -419,6 +426,7 @@ def test_every_grant_atlassian_accepts_survives_the_fault_matrix(
         if problems:
             lost.append(f"{account_id}: {'; '.join(problems)}")
     assert refresh_requests(fake) == refreshes_before_check, "checking a token refreshed it"
+    assert dead_answers(fake) == refused, "a grant marked needs-reconnect was refreshed again"
 
     dead_wrongly: list[str] = []
     for pks, code in (
