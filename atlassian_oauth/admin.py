@@ -10,6 +10,8 @@ from typing import Any
 import django
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -73,6 +75,22 @@ class AtlassianAppAdmin(admin.ModelAdmin):
     def has_secret(self, app: AtlassianApp) -> bool:
         # Without decrypting: the list page needs no key for this.
         return AtlassianApp._meta.get_field("client_secret").has_value(app)
+
+
+def user_search_fields(prefix: str) -> tuple[str, ...]:
+    """Search lookups for the user behind ``prefix``, by ``USERNAME_FIELD`` and the email field
+    when the user model has one (never ``username``: custom user models may not)."""
+    model = get_user_model()
+    lookups = [f"{prefix}{model.USERNAME_FIELD}"]
+    email = model.get_email_field_name()
+    try:
+        model._meta.get_field(email)
+    except FieldDoesNotExist:
+        pass
+    else:
+        if email != model.USERNAME_FIELD:
+            lookups.append(f"{prefix}{email}")
+    return tuple(lookups)
 
 
 def _health_badge(grant: Grant) -> SafeString:
@@ -157,7 +175,10 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_display = ("user", "site", "account", "health", "connected_at")
     list_filter = ("site", "grant__status")
     list_select_related = ("user", "site", "grant")
-    search_fields = ("user__username", "user__email", "grant__account_email", "grant__account_id")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return (*user_search_fields("user__"), "grant__account_email", "grant__account_id")
+
     readonly_fields = ("user", "site", "grant", "health", "connected_at", "updated_at")
     fields = readonly_fields
     actions = ("disconnect_selected",)
@@ -202,7 +223,10 @@ class ConnectionAdmin(admin.ModelAdmin):
 class EventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "kind", "actor", "user", "site", "account_id", "message")
     list_filter = ("kind", "actor", "site")
-    search_fields = ("account_id", "user__username", "message")
+
+    def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("account_id", *user_search_fields("user__"), "message")
+
     date_hierarchy = "created_at"
     list_select_related = ("user", "site")
 

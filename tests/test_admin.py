@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.db import connection as db
+from django.db import models
 
 from atlassian_oauth.models import AtlassianApp, Connection, Event, Grant
 from demo_site.demo_data import seed
@@ -145,3 +146,37 @@ def test_the_event_log_is_read_only(admin_client, connected):
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.message != "rewritten"
+
+
+def test_admin_search_follows_the_user_models_username_field(admin_client, fake_atlassian):
+    from atlassian_oauth.admin import user_search_fields
+
+    assert user_search_fields("user__") == ("user__username", "user__email")
+    grant = connected_grant_for_search(fake_atlassian)
+    page = get(admin_client, "/admin/atlassian_oauth/connection/?q=alice")
+    assert str(grant) in page
+
+
+def test_admin_search_fields_for_a_custom_user_model(monkeypatch):
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.test.utils import isolate_apps
+
+    from atlassian_oauth import admin as app_admin
+
+    with isolate_apps("atlassian_oauth"):
+
+        class Member(AbstractBaseUser):
+            handle = models.CharField(max_length=40, unique=True)
+            USERNAME_FIELD = "handle"
+
+            class Meta:
+                app_label = "atlassian_oauth"
+
+    monkeypatch.setattr(app_admin, "get_user_model", lambda: Member)
+    assert app_admin.user_search_fields("user__") == ("user__handle",)  # no email field
+
+
+def connected_grant_for_search(fake):
+    from tests.refresh_helpers import connected_grant
+
+    return connected_grant(fake, username="alice")
