@@ -304,3 +304,17 @@ def test_generate_key_with_an_id():
 
 def test_two_keys_differ():
     assert run("generate-key")[0] != run("generate-key")[0]
+
+
+def test_generate_key_runs_while_the_checks_say_there_is_no_key(settings):
+    from django.core.management.base import SystemCheckError
+
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": []}
+    out = StringIO()
+    # skip_checks=False: as `manage.py` runs it (call_command skips checks by default).
+    call_command(
+        "atlassian_oauth", "generate-key", stdout=out, stderr=StringIO(), skip_checks=False
+    )
+    assert crypto.KeyRing([out.getvalue().strip()])
+    with pytest.raises(SystemCheckError, match=r"atlassian_oauth\.E002"):
+        call_command("atlassian_oauth", "status", stdout=StringIO(), skip_checks=False)
