@@ -46,7 +46,7 @@ VISIBILITY_TIMEOUT_DEFAULTS = {
     "sentinel": 3600.0,
     "sqs": 1800.0,
 }
-#: Atlassian accepts a rotated refresh token again for this long (ATLASSIAN.md).
+#: Atlassian accepts a rotated refresh token again for this long (docs/atlassian.md).
 REUSE_LEEWAY = 600.0
 
 

@@ -1,4 +1,4 @@
-"""The fault matrix of ATLASSIAN.md's "Errors to classify" table, against the fake over real HTTP.
+"""The fault matrix of docs/atlassian.md's error table, against the fake over real HTTP.
 
 For every row: what ``ensure_fresh`` raises, the grant's resulting state, the event written, the
 signal sent, the retry schedule, and that the tokens are kept.

@@ -1,7 +1,7 @@
 """The fake Atlassian's state and protocol rules, without HTTP (``fake_atlassian.py`` serves it).
 
 Every public method of ``FakeState`` takes its one ``RLock``, so the HTTP threads and the test
-thread may call it at once. Behaviour follows ``ATLASSIAN.md``; where Atlassian documents
+thread may call it at once. Behaviour follows ``docs/atlassian.md``; where Atlassian documents
 nothing, the fake does what a plain RFC 6749 server does, and says so where it matters.
 """
 
@@ -448,7 +448,7 @@ class FakeState:
         with self.lock:
             old = self.apps.get(client_id)
             if old is not None and old.scopes != app.scopes:
-                # ATLASSIAN.md: changing an app's scopes forces every user to consent again.
+                # docs/atlassian.md: changing an app's scopes forces every user to consent again.
                 for grant in list(self.grants.values()):
                     if grant.client_id == client_id:
                         self._revoke(grant)
@@ -777,7 +777,7 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
         if family.revoked or family.expired(now) or now >= record.issued_at + REFRESH_INACTIVITY:
             return dead
         if record.rotated_at is not None and now - record.rotated_at > REFRESH_REUSE_LEEWAY:
-            # Breach detection: ATLASSIAN.md says reuse outside the leeway revokes the whole
+            # Breach detection: docs/atlassian.md says reuse outside the leeway revokes the whole
             # grant (every family of it), and the user must consent again.
             self._revoke(self.grants[(family.client_id, family.account_id)])
             return dead
