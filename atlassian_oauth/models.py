@@ -67,6 +67,12 @@ class AtlassianApp(models.Model):
         return f"{self.client_id} ({self.site})"
 
 
+#: A token renewed this recently is not renewed again while it is valid, whatever the margin
+#: says: a lifetime shorter than the margin would otherwise make every call (and every sweep)
+#: refresh it, and a 401 right after a renewal is not the token's fault.
+RECENT_REFRESH = timedelta(seconds=60)
+
+
 def keepalive_due(now: datetime) -> models.Q:
     """Grants whose refresh token needs a keep-alive to stay inside Atlassian's 90 idle days.
 
@@ -82,7 +88,8 @@ def keepalive_due(now: datetime) -> models.Q:
 class GrantQuerySet(models.QuerySet["Grant"]):
     def due(self, now: datetime | None = None) -> GrantQuerySet:
         """Grants the beat should refresh now, most urgent first, in one indexed query: active,
-        not backing off, and expiring within ``REFRESH_MARGIN`` or idle (``keepalive_due``)."""
+        not backing off, not renewed within ``RECENT_REFRESH`` while still valid, and expiring
+        within ``REFRESH_MARGIN`` or idle (``keepalive_due``)."""
         now = now or timezone.now()
         expiring = models.Q(
             access_token_expires_at__lte=now + timedelta(seconds=conf.REFRESH_MARGIN)
@@ -90,10 +97,14 @@ class GrantQuerySet(models.QuerySet["Grant"]):
         not_backing_off = models.Q(next_refresh_at__isnull=True) | models.Q(
             next_refresh_at__lte=now
         )
+        just_renewed = models.Q(
+            last_refreshed_at__gt=now - RECENT_REFRESH, access_token_expires_at__gt=now
+        )
         return (
             self.filter(status=Grant.Status.ACTIVE)
             .filter(expiring | keepalive_due(now))
             .filter(not_backing_off)
+            .exclude(just_renewed)
             # Most urgent first, so a rate-limited sweep spends its budget where it matters.
             .order_by("access_token_expires_at")
         )

@@ -31,15 +31,15 @@ from . import client
 from .conf import conf
 from .events import emit
 from .exceptions import ReconnectRequired, TemporarilyUnavailable
-from .models import Event, Grant
+from .models import RECENT_REFRESH, Event, Grant
 from .oauth_apps import app_for_client_id
 
 logger = logging.getLogger(__name__)
 
 #: How often a waiting caller looks at the row again.
 POLL_INTERVAL = 0.05
-#: A token refreshed this recently is not refreshed again because a request got a 401 with it.
-MIN_FORCED_REFRESH_INTERVAL = 60.0
+#: A token refreshed this recently is not refreshed again while valid (``models.RECENT_REFRESH``).
+MIN_FORCED_REFRESH_INTERVAL = RECENT_REFRESH.total_seconds()
 DEAD_GRANT = "Atlassian no longer accepts this grant; reconnect."
 NO_OFFLINE_ACCESS = "The grant has no refresh token (offline_access missing)."
 #: Failures worth a backoff that long, whatever the count says: an admin has to act.

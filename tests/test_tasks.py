@@ -414,3 +414,15 @@ def test_a_lock_timeout_outside_its_bounds_is_w007(celery_settings, lock, http):
 def test_a_broken_setting_is_left_to_e006(celery_settings):
     celery_settings.ATLASSIAN_OAUTH = {**celery_settings.ATLASSIAN_OAUTH, "HTTP_TIMEOUT": "x"}
     assert check_celery() == []
+
+
+def test_a_short_lived_token_renewed_a_moment_ago_is_not_due(fake_atlassian):
+    # Atlassian answered an expires_in under the margin: the sweep must not enqueue it every
+    # time while the token it just got is valid (ensure_fresh would do nothing with it).
+    grant = connected_grant(fake_atlassian, expires_in=50)
+    Grant.objects.filter(pk=grant.pk).update(last_refreshed_at=timezone.now())
+    assert grant.pk not in {g.pk for g in sweep.due_grants()}
+    Grant.objects.filter(pk=grant.pk).update(
+        last_refreshed_at=timezone.now() - timedelta(seconds=61)
+    )
+    assert grant.pk in {g.pk for g in sweep.due_grants()}
