@@ -1,0 +1,118 @@
+"""Tests that kill mutants of atlassian_oauth/fields.py that `make mutation` found surviving.
+
+What a developer sees: the system check that names a field bound to itself, where its messages
+point (the field, with a hint), the positional label, ``to_python``'s error, model validation of
+the plaintext, and key rotation of a token that code set or already read.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.test.utils import isolate_apps
+
+from atlassian_oauth.crypto import generate_key, key_id_of
+from atlassian_oauth.fields import EncryptedTextField, encrypted_fields, reencrypt_instance
+from atlassian_oauth.models import Grant
+from tests.refresh_helpers import connected_grant
+
+OLD_KEY = "old:" + generate_key()
+NEW_KEY = "new:" + generate_key()
+
+
+def field_of(model: type[models.Model], name: str = "token") -> EncryptedTextField:
+    field = model._meta.get_field(name)
+    assert isinstance(field, EncryptedTextField)
+    return field
+
+
+@isolate_apps("atlassian_oauth")
+def test_a_field_bound_to_itself_is_refused_and_every_check_points_at_the_field():
+    class SelfBound(models.Model):
+        token = EncryptedTextField(bind_field="token")
+
+        class Meta:
+            app_label = "atlassian_oauth"
+
+    class NotUnique(models.Model):
+        uuid = models.UUIDField(default=uuid.uuid4)
+        token = EncryptedTextField(bind_field="uuid", unique=True)
+
+        class Meta:
+            app_label = "atlassian_oauth"
+
+    (self_bound,) = field_of(SelfBound).check()
+    assert self_bound.id == "atlassian_oauth.fields.E001"
+    assert "'token' is not a concrete field of atlassian_oauth.SelfBound" in self_bound.msg
+    checks = [*field_of(SelfBound).check(), *field_of(NotUnique).check()]
+    assert {c.id for c in checks} == {f"atlassian_oauth.fields.E00{n}" for n in (1, 2, 3)}
+    for check in checks:
+        assert check.obj is not None and check.msg, check
+    by_id = {c.id: c for c in checks}
+    for with_hint in ("atlassian_oauth.fields.E001", "atlassian_oauth.fields.E002"):
+        hint = by_id[with_hint].hint
+        assert hint is not None and "UUIDField" in hint
+    assert "must be unique" in by_id["atlassian_oauth.fields.E002"].msg
+    assert "cannot be unique" in by_id["atlassian_oauth.fields.E003"].msg
+
+
+def test_the_positional_argument_is_the_label():
+    field = EncryptedTextField("API token", bind_field="uuid")
+    assert field.verbose_name == "API token"
+    assert EncryptedTextField().bind_field == "uuid"
+
+
+def test_to_python_refuses_what_is_not_text_with_an_invalid_error():
+    field = Grant._meta.get_field("access_token")
+    with pytest.raises(ValidationError) as refused:
+        field.to_python(12)
+    assert refused.value.code == "invalid"
+    (message,) = refused.value.messages
+    assert message.endswith(" takes text.") and "access_token" in message
+
+
+@pytest.mark.django_db
+def test_model_validation_checks_the_plaintext(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    field = Grant._meta.get_field("access_token")
+    assert isinstance(field, EncryptedTextField)
+    assert field.clean("a token", grant) == "a token"
+    # A validator sees the plaintext, not nothing: an empty value is what blank=False refuses.
+    field.validators.append(_refuse("forbidden"))
+    try:
+        with pytest.raises(ValidationError, match="forbidden"):
+            field.clean("forbidden", grant)
+    finally:
+        field.validators.pop()
+    with pytest.raises(ValidationError):
+        field.clean("", grant)  # blank=False
+
+
+def _refuse(word: str):
+    def validator(value: object) -> None:
+        if value == word:
+            raise ValidationError(word)
+
+    return validator
+
+
+@pytest.mark.django_db
+def test_rotation_moves_a_token_that_code_set_to_the_first_key(fake_atlassian, settings):
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [OLD_KEY]}
+    grant = connected_grant(fake_atlassian)
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [NEW_KEY, OLD_KEY]}
+
+    loaded = Grant.objects.get(pk=grant.pk)
+    loaded.access_token = "set by code"
+    names = reencrypt_instance(loaded)
+    assert "access_token" in names, "a plaintext set by code was left out of the rotation"
+    assert set(names) == {f.attname for f in encrypted_fields(Grant)}
+    loaded.save(update_fields=names)
+
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [NEW_KEY]}
+    again = Grant.objects.get(pk=grant.pk)
+    assert again.access_token == "set by code"
+    assert key_id_of(str(Grant._meta.get_field("access_token").sealed_value(again))) == "new"
