@@ -13,6 +13,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from atlassian_oauth.api import (
     TemporarilyUnavailable,
     confluence_url,
     get_access_token,
+    get_connection,
     get_session,
     jira_url,
 )
@@ -137,3 +139,27 @@ def test_a_401d_token_is_not_sent_again_when_the_refresh_fails(fake_atlassian):
         session.get(session.jira_url(MYSELF))
     assert fake_atlassian.counts["refresh"] == 1
     assert fake_atlassian.counts["jira"] == 2, "the token Atlassian refused was sent again"
+
+
+def test_not_connected_says_why(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    user, site = alice_and_site()
+    with pytest.raises(NotConnected, match="anonymous user"):
+        get_connection(AnonymousUser(), site)
+    bob = get_user_model().objects.create(username="bob")
+    with pytest.raises(NotConnected, match="has not connected Atlassian on localhost"):
+        get_connection(bob, site)
+    session = get_session(user, site)
+    Grant.objects.filter(pk=grant.pk).delete()  # disconnected meanwhile (say, by an admin)
+    with pytest.raises(NotConnected, match="connection was removed"):
+        session.get(session.jira_url(MYSELF, cloud_id=ACME_CLOUD_ID))
+
+
+def test_a_connection_comes_with_its_grant_and_site_in_one_query(
+    fake_atlassian, django_assert_num_queries
+):
+    connected_grant(fake_atlassian)
+    user, site = alice_and_site()
+    with django_assert_num_queries(1):
+        connection = get_connection(user, site)
+        assert connection.grant.account_id and connection.site.domain == "localhost"
