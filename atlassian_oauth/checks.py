@@ -8,6 +8,7 @@
 | atlassian_oauth.E004 | ``django.contrib.sites`` is not installed |
 | atlassian_oauth.E005 | ``read:me`` missing from the scopes: whose account is unknown |
 | atlassian_oauth.E006 | a setting has the wrong type or form |
+| atlassian_oauth.E007 | ``OAUTHLIB_INSECURE_TRANSPORT`` is set while ``DEBUG`` is off |
 | atlassian_oauth.W001 | no default client id and secret: only sites with their own app connect |
 | atlassian_oauth.W002 | an ``http://`` callback URL while ``DEBUG`` is off |
 | atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or read:me |
@@ -25,6 +26,7 @@ refresh --due`` from cron instead) silences them with ``SILENCED_SYSTEM_CHECKS``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,6 +140,24 @@ def _http_callback_warning(where: str) -> Warning:
         hint="Use an https:// callback URL (and the same in the Atlassian developer console).",
         id="atlassian_oauth.W002",
     )
+
+
+@register(Tags.security)
+def check_insecure_transport(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # oauthlib reads the variable on every call, process-wide: set, it lets tokens, codes and
+    # the client secret travel over plain http:// to any URL the app is pointed at.
+    if not os.environ.get("OAUTHLIB_INSECURE_TRANSPORT") or settings.DEBUG:
+        return []
+    return [
+        Error(
+            "The environment variable OAUTHLIB_INSECURE_TRANSPORT is set while DEBUG is off: "
+            "oauthlib then sends authorization codes, tokens and the client secret over "
+            "http:// too.",
+            hint="Unset it outside development; it is only for a local stand-in of Atlassian "
+            "(the testing kit's fake, the demo).",
+            id="atlassian_oauth.E007",
+        )
+    ]
 
 
 @register(Tags.database)

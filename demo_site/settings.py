@@ -6,6 +6,7 @@ SQLite, an embedded Celery broker and the fake Atlassian, so ``make demo`` needs
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -130,6 +131,12 @@ ATLASSIAN_OAUTH = {
     ),
     "BEAT_JITTER": env.float("ATLASSIAN_BEAT_JITTER", default=5.0 if USE_FAKE_ATLASSIAN else 30.0),
 }
+# oauthlib (under requests-oauthlib) refuses http:// unless OAUTHLIB_INSECURE_TRANSPORT is set,
+# process-wide. The fake Atlassian listens on plain http://127.0.0.1, so the demo (and the test
+# settings and the Celery workers built on it) set it while they talk to the fake, and never for
+# real Atlassian. Check atlassian_oauth.E007 errors when it is set with DEBUG off.
+if USE_FAKE_ATLASSIAN and FAKE_ATLASSIAN_URL.startswith("http://"):
+    os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 # --- Celery ---------------------------------------------------------------------------------
 # Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server yet
