@@ -40,7 +40,7 @@ def test_the_command_serves_the_fake_until_terminated(tmp_path):
                 timeout=5,
             )
             assert me.status_code == 200
-            assert control.counts()["me"] == 1
+            assert control.counts["me"] == 1
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=10)

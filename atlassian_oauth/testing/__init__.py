@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         REFRESH_REUSE_LEEWAY,
         FakeAtlassian,
         FakeAtlassianClient,
+        FakeAtlassianControl,
         FakeClock,
     )
 
@@ -46,6 +47,7 @@ __all__ = [
     "REFRESH_REUSE_LEEWAY",
     "FakeAtlassian",
     "FakeAtlassianClient",
+    "FakeAtlassianControl",
     "FakeClock",
 ]
 

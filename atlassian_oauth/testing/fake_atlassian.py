@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast, runtime_checkable
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from ._fake_state import (
@@ -70,6 +70,7 @@ __all__ = [
     "REFRESH_REUSE_LEEWAY",
     "FakeAtlassian",
     "FakeAtlassianClient",
+    "FakeAtlassianControl",
     "FakeClock",
     "main",
 ]
@@ -411,6 +412,75 @@ def _not_allowed(allow: str) -> Response:
     return json_response(405, {"code": 405, "message": "Method Not Allowed"}, {"Allow": allow})
 
 
+@runtime_checkable
+class FakeAtlassianControl(Protocol):
+    """What a test can do with a fake Atlassian, in this process (``FakeAtlassian``) or in
+    another (``FakeAtlassianClient`` over the ``/_fake/`` control API): the same names, the
+    same kinds (a property is a property on both)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+    @property
+    def counts(self) -> dict[str, int]: ...
+
+    @property
+    def requests_log(self) -> list[JsonDict]: ...
+
+    def now(self) -> float: ...
+
+    def advance_clock(self, seconds: float) -> float: ...
+
+    def set_clock(self, epoch: float) -> float: ...
+
+    def inject(
+        self,
+        kind: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: str | Mapping[str, Any] | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int = 1,
+        delay_after: float = 0.0,
+    ) -> None: ...
+
+    def settings(self, **values: Any) -> JsonDict: ...
+
+    def register_app(
+        self,
+        client_id: str,
+        client_secret: str,
+        redirect_uris: Iterable[str] | None = None,
+        scopes: Iterable[str] | None = None,
+    ) -> None: ...
+
+    def add_account(
+        self,
+        account_id: str,
+        email: str,
+        name: str,
+        resources: Iterable[Mapping[str, str]] = (),
+        **profile: str,
+    ) -> JsonDict: ...
+
+    def mint_grant(
+        self, client_id: str, account_id: str, scopes: str | Iterable[str]
+    ) -> JsonDict: ...
+
+    def revoke_grant(self, client_id: str, account_id: str) -> bool: ...
+
+    def grant_info(self, client_id: str, account_id: str) -> JsonDict | None: ...
+
+    auto_consent: str | None
+    consent_account_id: str | None
+    access_token_lifetime: int
+    invalid_refresh_error: str
+    refresh_omits_refresh_token: bool
+
+
 class FakeAtlassian:
     """A fake Atlassian on ``host:port`` (port 0 picks a free one); state survives stop/start."""
 
@@ -519,6 +589,17 @@ class FakeAtlassian:
     @property
     def clock(self) -> FakeClock:
         return self._state.clock
+
+    def now(self) -> float:
+        """The fake's clock, in seconds since the epoch (it decides every expiry)."""
+        return self._state.clock.now()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the fake's clock forward; returns its new ``now``."""
+        return self._state.clock.advance(seconds)
+
+    def set_clock(self, epoch: float) -> float:
+        return self._state.clock.set(epoch)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -659,12 +740,18 @@ class FakeAtlassianClient:
         response.raise_for_status()
         return response.json()
 
+    @property
+    def url(self) -> str:
+        return self.base_url
+
     def reset(self) -> None:
         self._call("POST", "reset")
 
+    @property
     def counts(self) -> dict[str, int]:
         return cast(dict[str, int], self._call("GET", "counts"))
 
+    @property
     def requests_log(self) -> list[JsonDict]:
         return cast(list[JsonDict], self._call("GET", "requests"))
 
@@ -704,6 +791,48 @@ class FakeAtlassianClient:
     def settings(self, **values: Any) -> JsonDict:
         """Change any settings (auto_consent, access_token_lifetime, ...); returns them all."""
         return cast(JsonDict, self._call("POST", "settings", values))
+
+    # The same settings as attributes, as on the in-process fake.
+
+    @property
+    def auto_consent(self) -> str | None:
+        return cast(str | None, self.settings()["auto_consent"])
+
+    @auto_consent.setter
+    def auto_consent(self, value: str | None) -> None:
+        self.settings(auto_consent=value)
+
+    @property
+    def consent_account_id(self) -> str | None:
+        return cast(str | None, self.settings()["consent_account_id"])
+
+    @consent_account_id.setter
+    def consent_account_id(self, value: str | None) -> None:
+        self.settings(consent_account_id=value)
+
+    @property
+    def access_token_lifetime(self) -> int:
+        return int(self.settings()["access_token_lifetime"])
+
+    @access_token_lifetime.setter
+    def access_token_lifetime(self, value: int) -> None:
+        self.settings(access_token_lifetime=value)
+
+    @property
+    def invalid_refresh_error(self) -> str:
+        return str(self.settings()["invalid_refresh_error"])
+
+    @invalid_refresh_error.setter
+    def invalid_refresh_error(self, value: str) -> None:
+        self.settings(invalid_refresh_error=value)
+
+    @property
+    def refresh_omits_refresh_token(self) -> bool:
+        return bool(self.settings()["refresh_omits_refresh_token"])
+
+    @refresh_omits_refresh_token.setter
+    def refresh_omits_refresh_token(self, value: bool) -> None:
+        self.settings(refresh_omits_refresh_token=value)
 
     def register_app(
         self,

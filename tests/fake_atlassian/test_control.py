@@ -209,7 +209,7 @@ def test_the_client_drives_a_fake_in_another_process(cli_url: str) -> None:
         ok = http.post(f"{url}/oauth/token", json=body, timeout=5)
         assert (failed.status_code, failed.headers["Retry-After"]) == (503, "3")
         assert ok.status_code == 200
-        assert client.counts()["refresh"] == 2
+        assert client.counts["refresh"] == 2
         assert client.grant_info("cli-client", ADA_ACCOUNT_ID)["refresh_count"] == 1  # type: ignore[index]
 
         before = client.now()
@@ -233,7 +233,7 @@ def test_the_client_drives_a_fake_in_another_process(cli_url: str) -> None:
             "error_description": "refresh_token is invalid",
         }
         client.reset()
-        assert client.counts() == dict.fromkeys(KINDS, 0)
+        assert client.counts == dict.fromkeys(KINDS, 0)
         assert client.grant_info("cli-client", ADA_ACCOUNT_ID) is None
 
 
@@ -319,3 +319,31 @@ def test_concurrent_refreshes_of_one_token_stay_consistent(oauth: OAuth) -> None
     info = oauth.fake.grant_info(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
     assert info is not None
     assert info["refresh_count"] == statuses.count(200)
+
+
+def test_both_fakes_offer_one_interface(cli_url: str) -> None:
+    import inspect
+
+    from atlassian_oauth.testing import FakeAtlassianControl
+
+    members = [
+        name
+        for name in dir(FakeAtlassianControl)
+        if not name.startswith("_") and name not in ("register_app",)
+    ] + list(FakeAtlassianControl.__annotations__)
+    for name in set(members) | {"register_app"}:
+        kinds = {
+            cls.__name__: isinstance(inspect.getattr_static(cls, name), property)
+            for cls in (FakeAtlassian, FakeAtlassianClient)
+        }
+        assert len(set(kinds.values())) == 1, f"{name}: property on one, method on the other"
+    with FakeAtlassian() as local, FakeAtlassianClient(cli_url) as remote:
+        for fake in (local, remote):
+            assert isinstance(fake, FakeAtlassianControl)
+            fake.reset()
+            fake.auto_consent = "accept"
+            assert fake.auto_consent == "accept"
+            assert fake.counts["refresh"] == 0
+            assert fake.advance_clock(10) == pytest.approx(fake.now())
+            assert fake.url.startswith("http://127.0.0.1:")
+        remote.reset()
