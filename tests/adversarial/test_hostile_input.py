@@ -323,3 +323,18 @@ def test_a_superuser_cannot_delete_events_in_the_admin(client, fake_atlassian):
     )
     assert delete_page.status_code == 403
     assert Event.objects.count() == count
+
+
+# Mix-up: a code is only ever exchanged with the app whose consent page issued it.
+
+
+def test_a_callback_for_another_app_than_the_sites_is_refused_before_any_exchange(
+    alice, client, accepting, settings
+):
+    params = callback_params(consent(start(client)))
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "CLIENT_ID": "another-app"}
+    response = finish(client, params)
+    assert response.status_code == 302
+    assert accepting.counts.get("code_exchange", 0) == 0
+    assert not Connection.objects.exists()
+    assert "app changed" in " ".join(messages_of(response))
