@@ -1,5 +1,8 @@
 """What application code calls: a ready ``requests.Session`` for a user's connection.
 
+The session is a requests-oauthlib ``OAuth2Session`` (a ``requests.Session``), as in the
+Atlassian guides written on requests-oauthlib: oauthlib adds the Bearer token to each request.
+
     from atlassian_oauth.api import get_session
 
     session = get_session(request.user, request.site)
@@ -12,17 +15,22 @@ through ``get_access_token``, for code that brings its own HTTP client.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from . import refresh
-from .conf import conf
+# oauthlib ships no type hints (setup.cfg lets requests_oauthlib off the same way).
+from oauthlib.oauth2 import InsecureTransportError  # type: ignore[import-untyped]
+from requests_oauthlib import OAuth2Session
+
+from . import client, refresh
+from .conf import SETTINGS_NAME, conf
 from .exceptions import (
     AtlassianOAuthError,
     NotConnected,
@@ -105,14 +113,22 @@ def get_access_token(
     return _fresh(connection.grant_id, margin=REQUEST_MARGIN).access_token
 
 
-class AtlassianSession(requests.Session):
-    """A ``requests.Session`` bound to one connection's grant."""
+class AtlassianSession(OAuth2Session):  # type: ignore[misc]  # requests-oauthlib is untyped
+    """An ``OAuth2Session`` bound to one connection's grant.
+
+    ``request()`` (and so ``get()``, ``post()`` …) refreshes the token first when it is about to
+    expire and, on a 401, refreshes once and retries once, always through the app's single-flight
+    refresh (refresh.py): the session's own ``refresh_token()`` and ``fetch_token()`` refuse, and
+    no ``auto_refresh_url`` is ever set, since a second refresher would spend the rotating
+    refresh token under the app's feet.
+    """
 
     def __init__(self, connection: Connection) -> None:
-        super().__init__()
+        super().__init__(connection.grant.client_id)
         self.connection = connection
         self.headers["Accept"] = "application/json"
-        self._token: refresh.FreshToken | None = None
+        self.headers["User-Agent"] = client.USER_AGENT
+        self._fresh_token: refresh.FreshToken | None = None
 
     def __repr__(self) -> str:
         return f"<AtlassianSession connection={self.connection.pk}>"
@@ -134,13 +150,25 @@ class AtlassianSession(requests.Session):
     def confluence_url(self, path: str = "", cloud_id: str | None = None) -> str:
         return confluence_url(cloud_id or self.default_cloud_id("confluence"), path)
 
+    def refresh_token(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(
+            "An AtlassianSession refreshes through the app's single-flight refresh only "
+            "(atlassian_oauth.refresh); it never refreshes on its own."
+        )
+
+    def fetch_token(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(
+            "An AtlassianSession's tokens come from the connection; connect through the app's "
+            "views (atlassian_oauth.connect)."
+        )
+
     def _current_token(self) -> refresh.FreshToken:
-        if self._token is None or not self._token.valid_for(REQUEST_MARGIN):
-            self._token = _fresh(self.connection.grant_id, margin=REQUEST_MARGIN)
-        return self._token
+        if self._fresh_token is None or not self._fresh_token.valid_for(REQUEST_MARGIN):
+            self._fresh_token = _fresh(self.connection.grant_id, margin=REQUEST_MARGIN)
+        return self._fresh_token
 
     @sensitive_variables("token", "kwargs")
-    def request(  # type: ignore[override]  # keyword arguments only, as Session.get() & co. pass
+    def request(  # keyword arguments only, as Session.get() & co. pass
         self, method: str | bytes, url: str | bytes, **kwargs: Any
     ) -> requests.Response:
         gateway = f"{conf.API_BASE_URL}/"
@@ -156,18 +184,35 @@ class AtlassianSession(requests.Session):
         # Atlassian can revoke an access token before its expires_in (after a rotation's grace
         # period): refresh once, unless someone already has, and try once more.
         response.close()
-        self._token = _fresh(
+        self._fresh_token = _fresh(
             self.connection.grant_id, margin=REQUEST_MARGIN, stale_version=token.version
         )
-        return self._send(self._token, method, url, **kwargs)
+        return self._send(self._fresh_token, method, url, **kwargs)
 
-    @sensitive_variables("token", "headers", "kwargs")
+    # Bare: every variable here and in the frames below (requests-oauthlib's, oauthlib's,
+    # requests', holding the Authorization header) is hidden from error reports.
+    @sensitive_variables()
     def _send(
         self, token: refresh.FreshToken, method: str | bytes, url: str | bytes, **kwargs: Any
     ) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers["Authorization"] = f"Bearer {token.access_token}"
-        return super().request(method, url, headers=headers, **kwargs)
+        # A copy: oauthlib writes the Authorization header into the dict it is given, which
+        # must not be the caller's (nor hold a stale token on the retry).
+        headers = {
+            name: value
+            for name, value in (kwargs.pop("headers", None) or {}).items()
+            if name.lower() != "authorization"
+        }
+        # No expires_at: the app decides when a token is due (above), not oauthlib.
+        self.token = {"access_token": token.access_token, "token_type": "Bearer"}
+        try:
+            return super().request(method, url, headers=headers, **kwargs)  # type: ignore[no-any-return]
+        except InsecureTransportError:
+            pass
+        # Raised outside the handler, so oauthlib's exception and its frames stay behind.
+        raise ImproperlyConfigured(
+            f"{SETTINGS_NAME}['API_BASE_URL']: "
+            + client.INSECURE_TRANSPORT.format(url=conf.API_BASE_URL)
+        )
 
 
 def get_session(
