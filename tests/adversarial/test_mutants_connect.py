@@ -14,12 +14,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.db import connection as db_connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from atlassian_oauth import connect, signals
-from atlassian_oauth.models import Connection, Event, Grant
+from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant
 from demo_site.demo_data import seed
-from tests.flow_helpers import callback_params, consent, finish, start
+from tests.flow_helpers import callback_params, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +59,95 @@ def test_a_declined_connect_logs_no_error_text(alice, client):
     event = Event.objects.get(kind=Event.Kind.CONNECT_FAILED)
     assert event.details["reason"] == "declined"
     assert event.details["error"] == ""
+
+
+def test_a_state_from_another_browser_with_a_flow_of_its_own_is_refused(alice, client):
+    params = callback_params(consent(start(client)))
+    other_browser = Client()
+    other_browser.force_login(alice)
+    start(other_browser)  # the other browser holds a binding too, just not this flow's
+    response = finish(other_browser, params)
+
+    assert "not valid" in " ".join(messages_of(response))
+    assert not Connection.objects.exists()
+    assert Event.objects.get(kind=Event.Kind.CONNECT_FAILED).details["reason"] == "invalid_state"
+    # The rightful browser still finishes its own flow.
+    assert AuthorizationState.objects.count() == 2
+    finish(client, params)
+    assert Connection.objects.filter(user=alice).exists()
+
+
+DEAD_CODE = {"error": "invalid_request", "error_description": "authorization_code is invalid"}
+BAD_CLIENT = {"error": "access_denied", "error_description": "Unauthorized"}
+#: failure kind -> (what breaks the callback, the event's reason, what the user is told,
+#: whether the event keeps an error text, the error log line's start or None)
+FAILURES: dict[str, tuple[str, str, str, bool, str | None]] = {
+    "no state": ("no_state", "missing_state", "incomplete", False, None),
+    "a stranger's state": ("bad_state", "invalid_state", "not valid", False, None),
+    "no code": ("no_code", "missing_code", "no authorization code", False, None),
+    "no app any more": (
+        "no_app",
+        "configuration",
+        "not configured",
+        False,
+        "Connect failed on localhost: ",
+    ),
+    "another app": ("other_app", "app_changed", "app changed", False, None),
+    "a dead code": ("dead_code", "invalid_code", "took too long", True, None),
+    "wrong credentials": (
+        "bad_client",
+        "configuration",
+        "refused this site's app credentials",
+        True,
+        "Atlassian refused the client credentials of localhost: ",
+    ),
+    "Atlassian down": ("down", "atlassian_error", "could not be reached", True, None),
+}
+
+
+@pytest.mark.parametrize("kind", FAILURES.values(), ids=FAILURES.keys())
+def test_every_failed_callback_is_logged_against_the_user_and_site(
+    alice, client, fake_atlassian, settings, caplog, kind
+):
+    breakage, reason, told, has_error, log_line = kind
+    params = callback_params(consent(start(client)))
+    conf = settings.ATLASSIAN_OAUTH
+    if breakage == "no_state":
+        del params["state"]
+    elif breakage == "bad_state":
+        params["state"] = "not-a-state-we-issued"
+    elif breakage == "no_code":
+        del params["code"]
+    elif breakage == "no_app":
+        settings.ATLASSIAN_OAUTH = {**conf, "CLIENT_ID": "", "CLIENT_SECRET": ""}
+    elif breakage == "other_app":
+        settings.ATLASSIAN_OAUTH = {**conf, "CLIENT_ID": "another-app", "CLIENT_SECRET": "x"}
+    elif breakage == "dead_code":
+        fake_atlassian.inject(kind="code_exchange", status=400, body=DEAD_CODE)
+    elif breakage == "bad_client":
+        fake_atlassian.inject(kind="code_exchange", status=401, body=BAD_CLIENT)
+    elif breakage == "down":
+        fake_atlassian.inject(kind="code_exchange", status=503)
+
+    with caplog.at_level("ERROR", logger="atlassian_oauth.connect"):
+        response = finish(client, params)
+
+    assert told in " ".join(messages_of(response)), messages_of(response)
+    assert not Connection.objects.exists()
+    event = Event.objects.get(kind=Event.Kind.CONNECT_FAILED)
+    assert event.user_id == alice.pk and event.site == Site.objects.get(domain="localhost")
+    assert event.details["reason"] == reason
+    error = event.details.get("error", "")
+    if has_error:
+        assert error and error != "None", f"the event lost Atlassian's answer: {error!r}"
+    else:
+        assert error == ""
+    logged = [r.getMessage() for r in caplog.records if r.name == "atlassian_oauth.connect"]
+    if log_line is None:
+        assert logged == []
+    else:
+        assert len(logged) == 1 and logged[0].startswith(log_line), logged
+        assert not logged[0].endswith(": None")
 
 
 @pytest.fixture
