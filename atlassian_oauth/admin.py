@@ -21,7 +21,7 @@ from django.utils.translation import ngettext
 
 from . import connect
 from .health import grant_health
-from .models import AtlassianApp, Connection, Event, Grant, Resource
+from .models import AtlassianApp, Connection, Event, Grant, Resource, health_expression
 
 # Django 5 warns unless told which scheme a bare host gets; callbacks are https.
 URLFIELD_SCHEME: dict[str, Any] = {"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}
@@ -93,8 +93,8 @@ def user_search_fields(prefix: str) -> tuple[str, ...]:
     return tuple(lookups)
 
 
-def _health_badge(grant: Grant) -> SafeString:
-    health = grant_health(grant)
+def _health_badge(grant: Grant, state: str | None) -> SafeString:
+    health = grant_health(grant, state)
     return format_html(
         '<span class="atlassian-oauth-health-{}" title="{}">{}</span>',
         health.level,
@@ -151,7 +151,9 @@ class GrantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Grant]:
         grants: QuerySet[Grant] = super().get_queryset(request)
-        return grants.annotate(connection_total=Count("connections"))
+        return grants.annotate(
+            connection_total=Count("connections"), health_state=health_expression()
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # grants come only from a user's consent
@@ -163,7 +165,7 @@ class GrantAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("health"))
     def health(self, grant: Grant) -> SafeString:
-        return _health_badge(grant)
+        return _health_badge(grant, getattr(grant, "health_state", None))
 
     @admin.display(description=_("connections"), ordering="connection_total")
     def connection_count(self, grant: Grant) -> int:
@@ -199,9 +201,13 @@ class ConnectionAdmin(admin.ModelAdmin):
     def account(self, connection: Connection) -> Grant:
         return connection.grant
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
+        connections: QuerySet[Connection] = super().get_queryset(request)
+        return connections.annotate(grant_health_state=health_expression("grant__"))
+
     @admin.display(description=_("health"))
     def health(self, connection: Connection) -> SafeString:
-        return _health_badge(connection.grant)
+        return _health_badge(connection.grant, getattr(connection, "grant_health_state", None))
 
     @admin.action(description=_("Disconnect selected connections"))
     def disconnect_selected(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:

@@ -6,17 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from .conf import conf
-from .models import Grant
-
-#: Atlassian announced (2022) that a consent ends 365 days after it was given.
-CONSENT_LIFETIME_DAYS = 365
+from .models import CONSENT_LIFETIME_DAYS, Grant, GrantHealth, health_expression
 
 Level = Literal["ok", "warning", "error"]
 
@@ -30,15 +25,25 @@ class Health:
     reconnect: bool = False
 
 
-def grant_health(grant: Grant) -> Health:
-    if grant.status == Grant.Status.NEEDS_RECONNECT:
+def grant_health(grant: Grant, state: str | None = None) -> Health:
+    """What to tell people about ``grant``. The state comes from ``GrantQuerySet.with_health``
+    (``state``, or the grant's ``health_state`` annotation; else one query asks for it)."""
+    state = state or getattr(grant, "health_state", None)
+    if state is None:
+        state = (
+            Grant.objects.filter(pk=grant.pk)
+            .annotate(health_state=health_expression())
+            .values_list("health_state", flat=True)
+            .get()
+        )
+    if state == GrantHealth.NEEDS_RECONNECT:
         return Health(
             "error",
             _("Needs reconnect"),
             _("Atlassian no longer accepts this connection. Click Reconnect Jira."),
             reconnect=True,
         )
-    if grant.status == Grant.Status.NO_REFRESH_TOKEN:
+    if state == GrantHealth.NO_REFRESH_TOKEN:
         return Health(
             "warning",
             _("No refresh token"),
@@ -49,14 +54,13 @@ def grant_health(grant: Grant) -> Health:
             ),
             reconnect=True,
         )
-    if grant.refresh_failures:
+    if state == GrantHealth.REFRESH_FAILING:
         return Health(
             "warning",
             _("Refresh failing"),
             _("Atlassian could not be reached at the last refresh; it is being retried."),
         )
-    reconsent_by = consent_expires_at(grant)
-    if reconsent_by - timezone.now() < timedelta(seconds=conf.REAUTH_NOTICE):
+    if state == GrantHealth.RECONNECT_SOON:
         return Health(
             "warning",
             _("Reconnect soon"),
@@ -65,7 +69,7 @@ def grant_health(grant: Grant) -> Health:
                     "Atlassian asks for consent again a year after it was given: reconnect "
                     "before {date} to keep Jira working without a break."
                 ),
-                date=date_format(reconsent_by, "DATE_FORMAT"),
+                date=date_format(consent_expires_at(grant), "DATE_FORMAT"),
             ),
             reconnect=True,
         )

@@ -85,6 +85,47 @@ def keepalive_due(now: datetime) -> models.Q:
     )
 
 
+#: Atlassian announced (2022) that a consent ends 365 days after it was given.
+CONSENT_LIFETIME_DAYS = 365
+
+
+class GrantHealth(models.TextChoices):
+    """A grant's health, judged once, in SQL (``health_expression``)."""
+
+    HEALTHY = "healthy", _("Healthy")
+    NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+    NO_REFRESH_TOKEN = "no_refresh_token", _("No refresh token")
+    REFRESH_FAILING = "refresh_failing", _("Refresh failing")
+    RECONNECT_SOON = "reconnect_soon", _("Reconnect soon")
+
+
+def health_expression(prefix: str = "", now: datetime | None = None) -> models.Case:
+    """The one health rule, as an SQL expression over the grant (``prefix``: the lookup that
+    reaches it, e.g. ``"grant__"`` from a connection). The first matching state wins."""
+    now = now or timezone.now()
+    # "Reconnect soon": fewer than REAUTH_NOTICE seconds left of the 365 days since consent.
+    reconsent_before = (
+        now + timedelta(seconds=conf.REAUTH_NOTICE) - timedelta(days=CONSENT_LIFETIME_DAYS)
+    )
+    rules: list[tuple[GrantHealth, dict[str, object]]] = [
+        (GrantHealth.NEEDS_RECONNECT, {"status": "needs_reconnect"}),
+        (GrantHealth.NO_REFRESH_TOKEN, {"status": "no_refresh_token"}),
+        (GrantHealth.REFRESH_FAILING, {"refresh_failures__gt": 0}),
+        (GrantHealth.RECONNECT_SOON, {"consented_at__lt": reconsent_before}),
+    ]
+    return models.Case(
+        *(
+            models.When(
+                models.Q(**{prefix + lookup: value for lookup, value in condition.items()}),
+                then=models.Value(state.value),
+            )
+            for state, condition in rules
+        ),
+        default=models.Value(GrantHealth.HEALTHY.value),
+        output_field=models.CharField(),
+    )
+
+
 class GrantQuerySet(models.QuerySet["Grant"]):
     def due(self, now: datetime | None = None) -> GrantQuerySet:
         """Grants the beat should refresh now, most urgent first, in one indexed query: active,
@@ -113,9 +154,15 @@ class GrantQuerySet(models.QuerySet["Grant"]):
         """Grants whose refresh token needs a keep-alive refresh (see ``keepalive_due``)."""
         return self.filter(keepalive_due(now or timezone.now()))
 
-    def needs_attention(self) -> GrantQuerySet:
-        """Grants a person has to look at: dead, without refresh token, or failing to refresh."""
-        return self.filter(~models.Q(status=Grant.Status.ACTIVE) | models.Q(refresh_failures__gt=0))
+    def with_health(self, now: datetime | None = None) -> GrantQuerySet:
+        """Each grant annotated with ``health_state`` (a ``GrantHealth`` value)."""
+        return self.annotate(health_state=health_expression(now=now))
+
+    def needs_attention(self, now: datetime | None = None) -> GrantQuerySet:
+        """Grants a person has to look at: every health but healthy."""
+        return self.annotate(health_state=health_expression(now=now)).exclude(
+            health_state=GrantHealth.HEALTHY
+        )
 
     def delete_unused(self) -> int:
         """Delete the grants here that no connection uses, secrets first; how many went."""

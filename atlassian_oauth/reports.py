@@ -14,7 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from .health import Health, grant_health
-from .models import Connection, Grant
+from .models import Connection, Grant, health_expression
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,9 @@ def status_report(
     now: datetime | None = None,
 ) -> list[ConnectionReport]:
     """A report on every connection, or those of ``user`` and/or on ``site``."""
-    connections = Connection.objects.select_related("user", "site", "grant")
+    connections = Connection.objects.select_related("user", "site", "grant").annotate(
+        grant_health_state=health_expression("grant__", now=now)
+    )
     if user is not None:
         connections = connections.filter(user=user.pk)
     if site is not None:
@@ -74,7 +76,7 @@ def status_report(
 def connection_report(connection: Connection, *, now: datetime | None = None) -> ConnectionReport:
     """One connection's state: health, tokens present, expiry, and what to do next."""
     grant = connection.grant
-    health = grant_health(grant)
+    health = grant_health(grant, getattr(connection, "grant_health_state", None))
     return ConnectionReport(
         connection=connection,
         health=health,

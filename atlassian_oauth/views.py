@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import connect as flow
 from .conf import SETTINGS_NAME, conf
 from .health import grant_health
-from .models import AuthorizationState, Connection, Event
+from .models import AuthorizationState, Connection, Event, health_expression
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def _current_connection(request: HttpRequest) -> Connection | None:
     return (
         Connection.objects.select_related("grant")
         .prefetch_related("grant__resources")
+        .annotate(grant_health_state=health_expression("grant__"))
         .filter(user=request.user.pk, site=Site.objects.get_current(request))
         .first()
     )
@@ -82,7 +83,9 @@ def status(request: HttpRequest) -> HttpResponse:
     context = {
         "connection": connection,
         "grant": grant,
-        "health": grant_health(grant) if grant else None,
+        "health": grant_health(grant, getattr(connection, "grant_health_state", None))
+        if grant
+        else None,
         "resources": list(grant.resources.all()) if grant else [],
         "connected_apps_url": flow.CONNECTED_APPS_URL,
     }

@@ -1,0 +1,102 @@
+"""GrantQuerySet: the health rule once in SQL, and the queries built on it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from atlassian_oauth.health import grant_health
+from atlassian_oauth.models import Grant, GrantHealth
+
+pytestmark = pytest.mark.django_db
+
+DAY = 86400
+
+
+def grant_row(account: str, **fields) -> Grant:
+    now = timezone.now()
+    defaults = {
+        "client_id": "app",
+        "account_id": account,
+        "access_token": "a",
+        "refresh_token": "r",
+        "access_token_expires_at": now + timedelta(hours=1),
+        "consented_at": now,
+        "refresh_token_issued_at": now,
+    }
+    return Grant.objects.create(**{**defaults, **fields})
+
+
+@pytest.fixture
+def one_of_each():
+    return {
+        GrantHealth.HEALTHY: grant_row("healthy"),
+        GrantHealth.NEEDS_RECONNECT: grant_row(
+            "dead", status=Grant.Status.NEEDS_RECONNECT, refresh_failures=3
+        ),
+        GrantHealth.NO_REFRESH_TOKEN: grant_row(
+            "offline", status=Grant.Status.NO_REFRESH_TOKEN, refresh_token=None
+        ),
+        GrantHealth.REFRESH_FAILING: grant_row(
+            "failing", refresh_failures=2, consented_at=timezone.now() - timedelta(days=360)
+        ),
+        GrantHealth.RECONNECT_SOON: grant_row(
+            "old", consented_at=timezone.now() - timedelta(days=340)
+        ),
+    }
+
+
+def test_each_grant_gets_the_health_of_its_state(one_of_each):
+    states = dict(Grant.objects.with_health().values_list("account_id", "health_state"))
+    assert {states[g.account_id] for g in one_of_each.values()} == set(GrantHealth)
+    for expected, grant in one_of_each.items():
+        assert states[grant.account_id] == expected, grant.account_id
+
+
+def test_what_people_are_told_follows_the_same_rule(one_of_each):
+    labels = {state: str(grant_health(grant).label) for state, grant in one_of_each.items()}
+    assert labels == {state: str(state.label) for state in GrantHealth}
+    annotated = {g.account_id: g for g in Grant.objects.with_health()}
+    for grant in one_of_each.values():  # the annotation gives the same answer without a query
+        assert grant_health(annotated[grant.account_id]) == grant_health(grant)
+
+
+def test_the_reconnect_notice_follows_the_setting(settings):
+    grant = grant_row("old", consented_at=timezone.now() - timedelta(days=300))
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REAUTH_NOTICE": 30 * DAY}
+    assert Grant.objects.with_health().get().health_state == GrantHealth.HEALTHY
+    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REAUTH_NOTICE": 70 * DAY}
+    assert Grant.objects.with_health().get(pk=grant.pk).health_state == GrantHealth.RECONNECT_SOON
+
+
+def test_needs_attention_is_every_health_but_healthy(one_of_each):
+    attention = set(Grant.objects.needs_attention().values_list("account_id", flat=True))
+    assert attention == {"dead", "offline", "failing", "old"}
+
+
+def test_health_costs_no_query_per_grant(one_of_each, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        healths = [grant_health(g).level for g in Grant.objects.with_health()]
+    assert sorted(healths) == ["error", "ok", "warning", "warning", "warning"]
+
+
+def test_idle_grants_need_a_keep_alive():
+    grant_row("fresh")
+    grant_row(
+        "idle",
+        refresh_token_issued_at=timezone.now() - timedelta(days=31),
+        last_refreshed_at=timezone.now() - timedelta(days=31),
+    )
+    assert list(Grant.objects.idle().values_list("account_id", flat=True)) == ["idle"]
+
+
+def test_delete_unused_wipes_and_deletes_only_grants_without_connections(fake_atlassian):
+    from tests.refresh_helpers import connected_grant
+
+    used = connected_grant(fake_atlassian)
+    unused = grant_row("unused")
+    assert Grant.objects.filter(pk__in=[used.pk, unused.pk]).delete_unused() == 1
+    assert list(Grant.objects.values_list("pk", flat=True)) == [used.pk]
+    assert Grant.objects.filter(pk=used.pk).delete_unused() == 0
