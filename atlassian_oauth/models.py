@@ -108,8 +108,8 @@ def health_expression(prefix: str = "", now: datetime | None = None) -> models.C
         now + timedelta(seconds=conf.REAUTH_NOTICE) - timedelta(days=CONSENT_LIFETIME_DAYS)
     )
     rules: list[tuple[GrantHealth, dict[str, object]]] = [
-        (GrantHealth.NEEDS_RECONNECT, {"status": "needs_reconnect"}),
-        (GrantHealth.NO_REFRESH_TOKEN, {"status": "no_refresh_token"}),
+        (GrantHealth.NEEDS_RECONNECT, {"status": Grant.Status.NEEDS_RECONNECT}),
+        (GrantHealth.NO_REFRESH_TOKEN, {"status": Grant.Status.NO_REFRESH_TOKEN}),
         (GrantHealth.REFRESH_FAILING, {"refresh_failures__gt": 0}),
         (GrantHealth.RECONNECT_SOON, {"consented_at__lt": reconsent_before}),
     ]
