@@ -1,4 +1,15 @@
-"""Shared fixtures: the fake Atlassian, and the real services some tests need.
+"""Shared fixtures: settings, keys, sites and users, the fake Atlassian, and real services.
+
+One name per thing, for every test module:
+
+- ``oauth_settings(**overrides)`` updates ``settings.ATLASSIAN_OAUTH`` for the test;
+  ``use_keys(*keys)`` sets its ``ENCRYPTION_KEYS`` (each test passes the keys it starts from).
+- ``sites`` are the two tenants (``localhost``, ``127.0.0.1``); ``alice`` and ``bob`` are plain
+  users, ``alice_client`` is pytest-django's ``client`` logged in as alice. For a superuser use
+  pytest-django's ``admin_user`` / ``admin_client``. The demo's ``seed()`` is for the tests of the
+  demo itself only.
+- The fake Atlassian is the plugin's ``fake_atlassian``; ``accepting`` is the same fake with
+  consent given at once.
 
 A test that needs PostgreSQL, Redis or Chromium skips with the reason when it is missing,
 unless REQUIRE_SERVICES=1 (CI), when a missing service fails the test instead.
@@ -8,10 +19,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import pytest
+from django.contrib.auth.models import User
+from django.contrib.sites.models import Site
 from django.db import connection
+from django.test import Client
+
+from atlassian_oauth.testing import FakeAtlassian
 
 pytest_plugins = ["atlassian_oauth.testing.pytest_plugin"]
 
@@ -62,3 +79,80 @@ def chromium_path() -> str:
     if found:
         return found
     service_missing("Chromium is not installed (apt-get install chromium)")
+
+
+# ---- settings and keys ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def oauth_settings(settings: Any) -> Callable[..., dict[str, Any]]:
+    """``oauth_settings(**overrides)``: update ``settings.ATLASSIAN_OAUTH``; return the new dict.
+
+    Built on pytest-django's ``settings``, so the test's changes are undone after it.
+    """
+
+    def update(**overrides: Any) -> dict[str, Any]:
+        settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, **overrides}
+        return dict(settings.ATLASSIAN_OAUTH)
+
+    return update
+
+
+@pytest.fixture
+def use_keys(oauth_settings: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+    """``use_keys(*keys)``: make ``keys`` the ENCRYPTION_KEYS (the first one encrypts)."""
+
+    def use(*keys: str) -> None:
+        oauth_settings(ENCRYPTION_KEYS=list(keys))
+
+    return use
+
+
+# ---- sites and users ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sites(db: None) -> Iterator[tuple[Site, Site]]:
+    """The two tenants the demo has: ``(localhost, 127.0.0.1)``.
+
+    ``localhost`` takes over the default site's row, as the demo's seed does. The sites
+    framework caches sites by host across tests, so the cache is cleared before and after.
+    """
+    Site.objects.clear_cache()
+    localhost, _ = Site.objects.update_or_create(
+        pk=1, defaults={"domain": "localhost", "name": "localhost"}
+    )
+    other = Site.objects.create(domain="127.0.0.1", name="127.0.0.1")
+    yield localhost, other
+    Site.objects.clear_cache()
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> User:
+    """A plain user, "alice" (the user the fake's accounts connect for)."""
+    user: User = django_user_model.objects.create_user(username="alice")
+    return user
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> User:
+    """Another plain user, "bob"."""
+    user: User = django_user_model.objects.create_user(username="bob")
+    return user
+
+
+@pytest.fixture
+def alice_client(client: Client, alice: User, sites: tuple[Site, Site]) -> Client:
+    """pytest-django's ``client`` (the same object) logged in as alice, with the ``sites``."""
+    client.force_login(alice)
+    return client
+
+
+# ---- the fake Atlassian ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def accepting(fake_atlassian: FakeAtlassian) -> FakeAtlassian:
+    """``fake_atlassian`` with consent given at once: /authorize redirects back with a code."""
+    fake_atlassian.auto_consent = "accept"
+    return fake_atlassian

@@ -112,16 +112,13 @@ def test_status_never_shows_a_token(users, sites):
         assert secret not in out + err
 
 
-def test_status_tells_a_stored_refresh_token_without_decrypting(users, sites, settings):
+def test_status_tells_a_stored_refresh_token_without_decrypting(users, sites, oauth_settings):
     Connection.objects.create(user=users[0], site=sites[0], grant=make_grant())
     Connection.objects.create(
         user=users[1], site=sites[1], grant=make_grant("grace", refresh_token=None)
     )
     # A key ring that cannot decrypt the stored tokens: status must still work.
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "ENCRYPTION_KEYS": [crypto.generate_key()],
-    }
+    oauth_settings(ENCRYPTION_KEYS=[crypto.generate_key()])
     out, _err = run("status")
     assert "Refresh token:     yes" in out
     assert "Refresh token:     no" in out
@@ -306,10 +303,10 @@ def test_two_keys_differ():
     assert run("generate-key")[0] != run("generate-key")[0]
 
 
-def test_generate_key_runs_while_the_checks_say_there_is_no_key(settings):
+def test_generate_key_runs_while_the_checks_say_there_is_no_key(oauth_settings):
     from django.core.management.base import SystemCheckError
 
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": []}
+    oauth_settings(ENCRYPTION_KEYS=[])
     out = StringIO()
     # skip_checks=False: as `manage.py` runs it (call_command skips checks by default).
     call_command(

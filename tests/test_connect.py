@@ -52,12 +52,9 @@ def test_connect_redirects_to_the_consent_page_with_every_parameter(alice, clien
 
 
 def test_the_whole_round_trip_stores_grant_connection_and_sites(
-    alice, client, accepting, sites, settings
+    alice, client, accepting, sites, oauth_settings
 ):
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "SCOPES": "read:jira-work read:confluence-content.all read:me offline_access",
-    }
+    oauth_settings(SCOPES="read:jira-work read:confluence-content.all read:me offline_access")
     response = connect(client)
     assert response.status_code == 302
     assert response["Location"] == "/"  # the demo's CONNECT_REDIRECT_URL: "home"
@@ -149,11 +146,10 @@ def test_switching_to_another_atlassian_account_drops_the_unused_grant(alice, cl
     assert Connection.objects.get().grant.account_id == GRACE_ACCOUNT_ID
 
 
-def test_a_grant_without_refresh_token_is_kept_and_flagged(alice, client, accepting, settings):
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "SCOPES": "read:jira-user read:jira-work read:me",
-    }
+def test_a_grant_without_refresh_token_is_kept_and_flagged(
+    alice, client, accepting, oauth_settings
+):
+    oauth_settings(SCOPES="read:jira-user read:jira-work read:me")
     response = connect(client)
     grant = Grant.objects.get()
     assert grant.refresh_token is None

@@ -128,9 +128,9 @@ def test_a_code_the_token_endpoint_refuses(alice, client, fake):
     assert_failed(response, fake, "already used", reason="invalid_code", exchanged=1)
 
 
-def test_a_wrong_client_secret_is_an_admin_problem(alice, client, fake, settings):
+def test_a_wrong_client_secret_is_an_admin_problem(alice, client, fake, oauth_settings):
     params = callback_params(consent(start(client)))
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "CLIENT_SECRET": "wrong"}
+    oauth_settings(CLIENT_SECRET="wrong")
     response = finish(client, params)
     assert_failed(response, fake, "administrator", reason="configuration", exchanged=1)
 
@@ -155,8 +155,8 @@ def test_a_failing_token_endpoint(alice, client, fake, fault):
     assert_failed(response, fake, "try again", reason="atlassian_error", exchanged=1)
 
 
-def test_a_token_endpoint_that_times_out(alice, client, fake, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "HTTP_TIMEOUT": 0.3}
+def test_a_token_endpoint_that_times_out(alice, client, fake, oauth_settings):
+    oauth_settings(HTTP_TIMEOUT=0.3)
     params = callback_params(consent(start(client)))
     fake.inject(kind="code_exchange", delay=1.5)
     response = finish(client, params)
@@ -182,8 +182,8 @@ def test_no_failure_leaks_the_code_into_messages_or_events(alice, client, fake):
     assert code not in event.message and code not in str(event.details)
 
 
-def test_connect_without_credentials_says_so(alice, client, fake, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "CLIENT_ID": "", "CLIENT_SECRET": ""}
+def test_connect_without_credentials_says_so(alice, client, fake, oauth_settings):
+    oauth_settings(CLIENT_ID="", CLIENT_SECRET="")
     response = client.get("/atlassian/connect/", HTTP_HOST="localhost")
     assert response.status_code == 302
     assert "not configured" in " ".join(messages_of(response))

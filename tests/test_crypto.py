@@ -36,9 +36,9 @@ RING = KeyRing([NEW_KEY])
 
 
 @pytest.fixture
-def use_keys(settings):
+def use_keys(oauth_settings):
     def use(*keys: str) -> None:
-        settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": list(keys)}
+        oauth_settings(ENCRYPTION_KEYS=list(keys))
 
     use(NEW_KEY)
     return use
@@ -146,8 +146,8 @@ def test_an_unknown_key_id_is_named_with_the_setting_to_fix(use_keys):
 
 
 @pytest.mark.parametrize("keys", [[], (), None])
-def test_no_keys_configured_fails_clearly(settings, keys):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": keys or []}
+def test_no_keys_configured_fails_clearly(settings, keys, oauth_settings):
+    oauth_settings(ENCRYPTION_KEYS=keys or [])
     if keys is None:
         del settings.ATLASSIAN_OAUTH["ENCRYPTION_KEYS"]
     with pytest.raises(MissingKeyError) as e:
@@ -158,12 +158,12 @@ def test_no_keys_configured_fails_clearly(settings, keys):
     assert "python manage.py atlassian_oauth generate-key" in message
 
 
-def test_keys_are_not_derived_from_secret_key(settings):
+def test_keys_are_not_derived_from_secret_key(settings, oauth_settings):
     settings.SECRET_KEY = "x" * 50
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": []}
+    oauth_settings(ENCRYPTION_KEYS=[])
     with pytest.raises(MissingKeyError):
         encrypt(SECRET, context=CONTEXT)
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [NEW_KEY]}
+    oauth_settings(ENCRYPTION_KEYS=[NEW_KEY])
     token = encrypt(SECRET, context=CONTEXT)
     settings.SECRET_KEY = "y" * 50
     assert decrypt(token, context=CONTEXT) == SECRET

@@ -64,9 +64,9 @@ MODELS = (Vault, Locker)
 
 
 @pytest.fixture
-def use_keys(settings):
+def use_keys(oauth_settings):
     def use(*keys: str) -> None:
-        settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": list(keys)}
+        oauth_settings(ENCRYPTION_KEYS=list(keys))
 
     use(NEW_KEY)
     return use

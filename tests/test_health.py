@@ -33,8 +33,8 @@ def test_a_new_grant_is_healthy(grant, client):
     assert ">Reconnect Jira<" not in status_page(client)
 
 
-def test_nearing_the_365_day_limit_asks_to_reconnect_soon(grant, client, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REAUTH_NOTICE": 30 * 86400}
+def test_nearing_the_365_day_limit_asks_to_reconnect_soon(grant, client, oauth_settings):
+    oauth_settings(REAUTH_NOTICE=30 * 86400)
     Grant.objects.filter(pk=grant.pk).update(consented_at=timezone.now() - timedelta(days=340))
     grant.refresh_from_db()
     health = grant_health(grant)
@@ -45,8 +45,8 @@ def test_nearing_the_365_day_limit_asks_to_reconnect_soon(grant, client, setting
     assert "Reconnect soon" in page and ">Reconnect Jira<" in page
 
 
-def test_outside_the_notice_window_there_is_no_notice(grant, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REAUTH_NOTICE": 30 * 86400}
+def test_outside_the_notice_window_there_is_no_notice(grant, oauth_settings):
+    oauth_settings(REAUTH_NOTICE=30 * 86400)
     grant.consented_at = timezone.now() - timedelta(days=300)
     assert grant_health(grant).level == "ok"
 

@@ -27,9 +27,9 @@ LOCK_TIMEOUT = 4
 
 
 def test_a_worker_killed_after_the_rotation_is_recovered_by_the_next_sweep(
-    fake_atlassian, settings, tmp_path
+    fake_atlassian, oauth_settings, tmp_path
 ):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_LOCK_TIMEOUT": LOCK_TIMEOUT}
+    oauth_settings(REFRESH_LOCK_TIMEOUT=LOCK_TIMEOUT)
     grant = connected_grant(fake_atlassian)
     expire(grant)
     old = Grant.objects.get(pk=grant.pk)

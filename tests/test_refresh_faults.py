@@ -47,14 +47,10 @@ SLACK = 2.0
 
 
 @pytest.fixture
-def fake(fake_atlassian: FakeAtlassian, settings: Any) -> FakeAtlassian:
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "RETRY_BACKOFF": BASE}
+def fake(fake_atlassian: FakeAtlassian, oauth_settings: Any) -> FakeAtlassian:
+    oauth_settings(RETRY_BACKOFF=BASE)
     Site.objects.clear_cache()
     return fake_atlassian
-
-
-def configure(settings: Any, **values: Any) -> None:
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, **values}
 
 
 def status_page(client: Any) -> str:
@@ -164,11 +160,11 @@ def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
 # ---- 401 access_denied: a wrong client secret is a configuration error --------------------
 
 
-def test_a_wrong_client_secret_is_a_configuration_error(fake, settings, client, caplog):
+def test_a_wrong_client_secret_is_a_configuration_error(fake, oauth_settings, client, caplog):
     grant = connected_grant(fake)
     expire(grant)
     before = stored_tokens(grant.pk)
-    configure(settings, CLIENT_SECRET=WRONG_SECRET)
+    oauth_settings(CLIENT_SECRET=WRONG_SECRET)
 
     with captured_signals() as calls:
         error, started, ended = fail_transiently(grant.pk)
@@ -195,17 +191,17 @@ def test_a_wrong_client_secret_is_a_configuration_error(fake, settings, client, 
     assert RECONNECT_BUTTON not in status_page(client)
 
     # The admin fixes the secret; nothing else is needed once the backoff is over.
-    configure(settings, CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
+    oauth_settings(CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
     Grant.objects.filter(pk=grant.pk).update(next_refresh_at=timezone.now())
     assert beat(grant.pk).access_token != before[0]
     assert Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE
 
 
-def test_missing_app_credentials_are_a_configuration_error_without_http(fake, settings):
+def test_missing_app_credentials_are_a_configuration_error_without_http(fake, oauth_settings):
     grant = connected_grant(fake)
     expire(grant)
     before = stored_tokens(grant.pk)
-    configure(settings, CLIENT_SECRET="")
+    oauth_settings(CLIENT_SECRET="")
     error, _, _ = fail_transiently(grant.pk)
     assert fake.counts["refresh"] == 0
     stored = Grant.objects.get(pk=grant.pk)
@@ -274,9 +270,9 @@ def assert_scheduled(
 
 
 @pytest.mark.parametrize("case", list(TRANSIENT), ids=list(TRANSIENT))
-def test_a_transient_failure_keeps_the_tokens_and_backs_off(fake, settings, client, case):
+def test_a_transient_failure_keeps_the_tokens_and_backs_off(fake, oauth_settings, client, case):
     row = TRANSIENT[case]
-    configure(settings, **row.options)
+    oauth_settings(**row.options)
     grant = connected_grant(fake)
     expire(grant)
     before = stored_tokens(grant.pk)
@@ -311,9 +307,9 @@ def test_a_transient_failure_keeps_the_tokens_and_backs_off(fake, settings, clie
 
 
 @pytest.mark.parametrize("case", list(TRANSIENT), ids=list(TRANSIENT))
-def test_the_backoff_doubles_with_each_failure(fake, settings, case):
+def test_the_backoff_doubles_with_each_failure(fake, oauth_settings, case):
     row = TRANSIENT[case]
-    configure(settings, **row.options)
+    oauth_settings(**row.options)
     grant = connected_grant(fake)
     expire(grant)
     before = stored_tokens(grant.pk)
@@ -331,8 +327,8 @@ def test_the_backoff_doubles_with_each_failure(fake, settings, case):
     assert [e.details["failures"] for e in events] == [1, 2]
 
 
-def test_the_backoff_is_capped(fake, settings):
-    configure(settings, RETRY_BACKOFF_MAX=40.0)
+def test_the_backoff_is_capped(fake, oauth_settings):
+    oauth_settings(RETRY_BACKOFF_MAX=40.0)
     grant = connected_grant(fake)
     expire(grant)
     fake.inject(kind="refresh", status=500, times=3)
@@ -519,7 +515,7 @@ def test_every_outcome_writes_one_event_and_fires_one_signal(fake, outcome, acto
 # ---- no secret anywhere ---------------------------------------------------------------------
 
 
-def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, settings, caplog):
+def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, oauth_settings, caplog):
     caplog.set_level(logging.DEBUG)
     grant = connected_grant(fake)
     seen: set[str] = set()
@@ -548,12 +544,12 @@ def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, settings, cap
     attempt()  # refreshed (not rotated)
     fake.refresh_omits_refresh_token = False
     for fault in TRANSIENT.values():
-        configure(settings, HTTP_TIMEOUT=0.3)
+        oauth_settings(HTTP_TIMEOUT=0.3)
         fake.inject(kind="refresh", **fault.fault)
         attempt()
-    configure(settings, CLIENT_SECRET=WRONG_SECRET)
+    oauth_settings(CLIENT_SECRET=WRONG_SECRET)
     attempt()  # configuration error
-    configure(settings, CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
+    oauth_settings(CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
     fake.revoke_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
     attempt()  # needs reconnect
     attempt()  # refused without HTTP

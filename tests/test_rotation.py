@@ -24,9 +24,9 @@ LOST_KEY = "lost:" + crypto.generate_key()
 
 
 @pytest.fixture
-def use_keys(settings):
+def use_keys(oauth_settings):
     def use(*keys: str) -> None:
-        settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": list(keys)}
+        oauth_settings(ENCRYPTION_KEYS=list(keys))
 
     use(OLD_KEY)
     return use

@@ -28,16 +28,15 @@ DAY = 86400.0
 
 
 @pytest.fixture(autouse=True)
-def timings(settings):
+def timings(settings, oauth_settings):
     """The app's defaults, whatever the demo settings choose for its short-lived fake tokens."""
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "REFRESH_MARGIN": 300,
-        "KEEPALIVE_AFTER": 30 * DAY,
-        "BEAT_JITTER": 30,
-        "HTTP_TIMEOUT": 10,
-        "REFRESH_WAIT": 30,
-    }
+    oauth_settings(
+        REFRESH_MARGIN=300,
+        KEEPALIVE_AFTER=30 * DAY,
+        BEAT_JITTER=30,
+        HTTP_TIMEOUT=10,
+        REFRESH_WAIT=30,
+    )
     settings.ATLASSIAN_OAUTH.pop("REFRESH_RATE_LIMIT", None)
 
 
@@ -131,23 +130,19 @@ def test_due_grants_uses_the_due_index_on_postgresql(mixed_grants):
     assert "atlassian_grant_due_idx" in plan, plan
 
 
-def test_the_margin_and_keepalive_settings_decide(mixed_grants, settings):
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "REFRESH_MARGIN": 7200,
-        "KEEPALIVE_AFTER": 90 * DAY,
-    }
+def test_the_margin_and_keepalive_settings_decide(mixed_grants, oauth_settings):
+    oauth_settings(REFRESH_MARGIN=7200, KEEPALIVE_AFTER=90 * DAY)
     due = {g.account_id for g in sweep.due_grants()}
     assert "fresh-account" in due and "idle-account" in due  # expiring within two hours now
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_MARGIN": 1}
+    oauth_settings(REFRESH_MARGIN=1)
     assert "idle-account" not in {g.account_id for g in sweep.due_grants()}
 
 
 # ---- enqueueing ----------------------------------------------------------------------------
 
 
-def test_the_sweep_enqueues_ids_only_within_the_jitter(mixed_grants, enqueued, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "BEAT_JITTER": 5}
+def test_the_sweep_enqueues_ids_only_within_the_jitter(mixed_grants, enqueued, oauth_settings):
+    oauth_settings(BEAT_JITTER=5)
     assert tasks.refresh_due_grants.apply().get() == 4
     due_ids = [g.pk for g in sweep.due_grants()]
     assert [call.args[0] for call in enqueued.call_args_list] == [(pk,) for pk in due_ids]
@@ -158,12 +153,8 @@ def test_the_sweep_enqueues_ids_only_within_the_jitter(mixed_grants, enqueued, s
         assert 0 <= call.kwargs["countdown"] < 5
 
 
-def test_the_rate_limit_spaces_the_refreshes(enqueued, settings):
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "BEAT_JITTER": 30,
-        "REFRESH_RATE_LIMIT": 2,
-    }
+def test_the_rate_limit_spaces_the_refreshes(enqueued, oauth_settings):
+    oauth_settings(BEAT_JITTER=30, REFRESH_RATE_LIMIT=2)
     for index in range(6):  # idle grants: their access tokens last, so nothing is rushed
         grant_row(f"idle{index}", expires_in=3000 + index, refresh_token_issued_at=ago(31 * DAY))
     assert sweep.enqueue_due(lambda pk, countdown: enqueued((pk,), countdown=countdown)) == 6
@@ -172,12 +163,8 @@ def test_the_rate_limit_spaces_the_refreshes(enqueued, settings):
         assert index / 2 <= delay < index / 2 + 0.5
 
 
-def test_the_rate_limit_yields_to_an_imminent_expiry(enqueued, settings):
-    settings.ATLASSIAN_OAUTH = {
-        **settings.ATLASSIAN_OAUTH,
-        "REFRESH_RATE_LIMIT": 0.1,  # one every ten seconds
-        "HTTP_TIMEOUT": 5,
-    }
+def test_the_rate_limit_yields_to_an_imminent_expiry(enqueued, oauth_settings):
+    oauth_settings(REFRESH_RATE_LIMIT=0.1, HTTP_TIMEOUT=5)
     expired = [grant_row(f"expired{i}", expires_in=-100 + i) for i in range(3)]
     soon = grant_row("soon", expires_in=20)
     sweep.enqueue_due(lambda pk, countdown: enqueued((pk,), countdown=countdown))
@@ -187,8 +174,8 @@ def test_the_rate_limit_yields_to_an_imminent_expiry(enqueued, settings):
     assert delays[soon.pk] <= 20 - 5  # its slot (30 s) would be after the expiry
 
 
-def test_with_a_rate_limit_one_sweep_takes_what_fits_before_the_next(enqueued, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_RATE_LIMIT": 0.05}
+def test_with_a_rate_limit_one_sweep_takes_what_fits_before_the_next(enqueued, oauth_settings):
+    oauth_settings(REFRESH_RATE_LIMIT=0.05)
     grants = [grant_row(f"expired{i}", expires_in=-100 + i) for i in range(5)]
     assert sweep.enqueue_due(lambda pk, countdown: enqueued((pk,), countdown=countdown)) == 3
     assert [call.args[0][0] for call in enqueued.call_args_list] == [g.pk for g in grants[:3]]
@@ -204,11 +191,11 @@ def test_the_refresh_task_has_late_acks_and_no_retries():
 
 
 def test_the_sweep_gives_each_task_time_limits_from_the_settings_of_the_moment(
-    fake_atlassian, settings
+    fake_atlassian, oauth_settings
 ):
     grant = connected_grant(fake_atlassian)
     expire(grant)
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_WAIT": 5, "HTTP_TIMEOUT": 2}
+    oauth_settings(REFRESH_WAIT=5, HTTP_TIMEOUT=2)
     with mock.patch.object(tasks.refresh_grant, "apply_async") as apply_async:
         assert tasks.refresh_due_grants() == 1
     options = apply_async.call_args.kwargs
@@ -317,8 +304,8 @@ def test_two_sweeps_back_to_back_cost_one_refresh(fake_atlassian, enqueued):
 # ---- cleanup -------------------------------------------------------------------------------
 
 
-def test_cleanup_deletes_old_events_and_expired_authorizations_only(settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "EVENT_RETENTION": 10 * DAY}
+def test_cleanup_deletes_old_events_and_expired_authorizations_only(oauth_settings):
+    oauth_settings(EVENT_RETENTION=10 * DAY)
     old = Event.objects.create(kind=Event.Kind.REFRESHED, actor=Event.Actor.BEAT)
     Event.objects.filter(pk=old.pk).update(created_at=ago(11 * DAY))
     recent = Event.objects.create(kind=Event.Kind.REFRESHED, actor=Event.Actor.BEAT)
@@ -383,7 +370,7 @@ def test_without_celery_settings_w004_stays_quiet(settings):
     assert check_celery() == []
 
 
-def test_a_visibility_timeout_shorter_than_a_task_is_w005(celery_settings):
+def test_a_visibility_timeout_shorter_than_a_task_is_w005(celery_settings, oauth_settings):
     celery_settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
     (warning,) = check_celery()
     assert warning.id == "atlassian_oauth.W005"
@@ -393,26 +380,22 @@ def test_a_visibility_timeout_shorter_than_a_task_is_w005(celery_settings):
     celery_settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
     celery_settings.CELERY_BROKER_URL = "sqs://"
     assert check_celery() == []
-    celery_settings.ATLASSIAN_OAUTH = {**celery_settings.ATLASSIAN_OAUTH, "REFRESH_WAIT": 1800}
+    oauth_settings(REFRESH_WAIT=1800)
     assert [m.id for m in check_celery()] == ["atlassian_oauth.W005"]
     celery_settings.CELERY_BROKER_URL = "filesystem://"
     assert check_celery() == []
 
 
 @pytest.mark.parametrize(("lock", "http"), [(600, 10), (900, 10), (15, 10), (20, 10)])
-def test_a_lock_timeout_outside_its_bounds_is_w007(celery_settings, lock, http):
-    celery_settings.ATLASSIAN_OAUTH = {
-        **celery_settings.ATLASSIAN_OAUTH,
-        "REFRESH_LOCK_TIMEOUT": lock,
-        "HTTP_TIMEOUT": http,
-    }
+def test_a_lock_timeout_outside_its_bounds_is_w007(celery_settings, oauth_settings, lock, http):
+    oauth_settings(REFRESH_LOCK_TIMEOUT=lock, HTTP_TIMEOUT=http)
     (warning,) = check_celery()
     assert warning.id == "atlassian_oauth.W007"
     assert "REFRESH_LOCK_TIMEOUT" in warning.msg
 
 
-def test_a_broken_setting_is_left_to_e006(celery_settings):
-    celery_settings.ATLASSIAN_OAUTH = {**celery_settings.ATLASSIAN_OAUTH, "HTTP_TIMEOUT": "x"}
+def test_a_broken_setting_is_left_to_e006(celery_settings, oauth_settings):
+    oauth_settings(HTTP_TIMEOUT="x")
     assert check_celery() == []
 
 

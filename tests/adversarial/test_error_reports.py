@@ -93,10 +93,6 @@ def fake(fake_atlassian: FakeAtlassian) -> Iterator[FakeAtlassian]:
         connection.force_debug_cursor = forced
 
 
-def configure(settings: Any, **values: Any) -> None:
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, **values}
-
-
 def alice() -> Any:
     return get_user_model().objects.get(username="alice")
 
@@ -176,8 +172,8 @@ def test_app_frames_apply_the_apps_sensitive_variables_under_debug():
 def _transient(name: str) -> Callable[[FakeAtlassian, Any, Grant], None]:
     row = TRANSIENT[name]
 
-    def arrange(fake: FakeAtlassian, settings: Any, grant: Grant) -> None:
-        configure(settings, **{"HTTP_TIMEOUT": SHORT_TIMEOUT, **row.options})
+    def arrange(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> None:
+        oauth_settings(**{"HTTP_TIMEOUT": SHORT_TIMEOUT, **row.options})
         fake.inject(kind="refresh", **row.fault)
 
     return arrange
@@ -186,15 +182,15 @@ def _transient(name: str) -> Callable[[FakeAtlassian, Any, Grant], None]:
 def _dead(name: str) -> Callable[[FakeAtlassian, Any, Grant], None]:
     make_dead = DEAD[name][0]
 
-    def arrange(fake: FakeAtlassian, settings: Any, grant: Grant) -> None:
+    def arrange(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> None:
         make_dead(fake, grant)
         expire(grant)
 
     return arrange
 
 
-def _wrong_secret(fake: FakeAtlassian, settings: Any, grant: Grant) -> None:
-    configure(settings, CLIENT_SECRET=WRONG_SECRET)
+def _wrong_secret(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> None:
+    oauth_settings(CLIENT_SECRET=WRONG_SECRET)
 
 
 FAULTS: dict[str, Callable[[FakeAtlassian, Any, Grant], None]] = {
@@ -243,10 +239,10 @@ CALLERS = {
 
 @pytest.mark.parametrize("caller", list(CALLERS))
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_failed_refresh_shows_no_secret(fake, settings, monkeypatch, fault, caller):
+def test_a_failed_refresh_shows_no_secret(fake, oauth_settings, monkeypatch, fault, caller):
     grant = connected_grant(fake)
     expire(grant)
-    FAULTS[fault](fake, settings, grant)
+    FAULTS[fault](fake, oauth_settings, grant)
     grant.refresh_from_db()
     with all_debug_logs() as records:
         error = CALLERS[caller](grant, monkeypatch)
@@ -311,56 +307,58 @@ def _connect_first(fake: FakeAtlassian) -> None:
     connect.complete(user=alice(), site=localhost(), session=session, params=params)
 
 
-def _bad_keys(settings: Any) -> None:
-    good = settings.ATLASSIAN_OAUTH["ENCRYPTION_KEYS"][0]
-    configure(settings, ENCRYPTION_KEYS=[good, crypto.generate_key("second"), MALFORMED_KEY])
+def _bad_keys(oauth_settings: Any) -> None:
+    good = oauth_settings()["ENCRYPTION_KEYS"][0]
+    oauth_settings(ENCRYPTION_KEYS=[good, crypto.generate_key("second"), MALFORMED_KEY])
 
 
-def store_data_error(fake: FakeAtlassian, settings: Any) -> BaseException:
+def store_data_error(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     with failing_grant_save(DataError("value too long for type character varying(255)")):
         return _complete(fake)
 
 
-def store_data_error_on_reconnect(fake: FakeAtlassian, settings: Any) -> BaseException:
+def store_data_error_on_reconnect(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     _connect_first(fake)
     with failing_grant_save(DataError("value too long for type character varying(255)")):
         return _complete(fake)
 
 
-def store_locked_database(fake: FakeAtlassian, settings: Any) -> BaseException:
+def store_locked_database(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     with locked_grant_writes():
         return _complete(fake)
 
 
-def store_locked_database_on_reconnect(fake: FakeAtlassian, settings: Any) -> BaseException:
+def store_locked_database_on_reconnect(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     _connect_first(fake)
     with locked_grant_writes():
         return _complete(fake)
 
 
-def store_malformed_key(fake: FakeAtlassian, settings: Any) -> BaseException:
-    _bad_keys(settings)
+def store_malformed_key(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
+    _bad_keys(oauth_settings)
     return _complete(fake)
 
 
-def store_malformed_key_on_reconnect(fake: FakeAtlassian, settings: Any) -> BaseException:
+def store_malformed_key_on_reconnect(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     _connect_first(fake)
-    _bad_keys(settings)
+    _bad_keys(oauth_settings)
     return _complete(fake)
 
 
-def exchange_dropped(fake: FakeAtlassian, settings: Any) -> BaseException:
+def exchange_dropped(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     fake.inject(kind="code_exchange", drop=True)
     return _complete(fake)
 
 
-def exchange_timed_out(fake: FakeAtlassian, settings: Any) -> BaseException:
-    configure(settings, HTTP_TIMEOUT=SHORT_TIMEOUT)
+def exchange_timed_out(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
+    oauth_settings(HTTP_TIMEOUT=SHORT_TIMEOUT)
     fake.inject(kind="code_exchange", delay=1.0)
     return _complete(fake)
 
 
-def exchange_dropped_for_the_sites_own_app(fake: FakeAtlassian, settings: Any) -> BaseException:
+def exchange_dropped_for_the_sites_own_app(
+    fake: FakeAtlassian, oauth_settings: Any
+) -> BaseException:
     fake.register_app(SITE_CLIENT_ID, SITE_CLIENT_SECRET)
     AtlassianApp.objects.create(
         site=localhost(), client_id=SITE_CLIENT_ID, client_secret=SITE_CLIENT_SECRET
@@ -369,7 +367,7 @@ def exchange_dropped_for_the_sites_own_app(fake: FakeAtlassian, settings: Any) -
     return _complete(fake)
 
 
-def me_dropped(fake: FakeAtlassian, settings: Any) -> BaseException:
+def me_dropped(fake: FakeAtlassian, oauth_settings: Any) -> BaseException:
     """The exchange worked; reading /me with the new access token fails."""
     fake.inject(kind="me", drop=True)
     return _complete(fake)
@@ -408,10 +406,10 @@ CONNECT_FAILURES: dict[str, tuple[Callable[[FakeAtlassian, Any], BaseException],
 
 
 @pytest.mark.parametrize("case", list(CONNECT_FAILURES))
-def test_a_failed_connect_shows_no_secret(fake, settings, case):
+def test_a_failed_connect_shows_no_secret(fake, oauth_settings, case):
     produce, handled = CONNECT_FAILURES[case]
     with all_debug_logs() as records:
-        error = produce(fake, settings)
+        error = produce(fake, oauth_settings)
     assert_nothing_shown(
         case, error, fake, records, expect={CLIENT_SECRET, KEY, KEY_MATERIAL, *handled}
     )
@@ -433,7 +431,7 @@ def from_the_handler(error: BaseException) -> BaseException:
     return error
 
 
-def test_a_500_in_the_callback_view_shows_no_code(fake, client, settings):
+def test_a_500_in_the_callback_view_shows_no_code(fake, client, oauth_settings):
     """A database failure in the callback view is a 500: Django's report shows the request,
     whose query string holds the authorization code, and every frame that holds the request.
 
@@ -465,21 +463,21 @@ def test_a_500_in_the_callback_view_shows_no_code(fake, client, settings):
 # ---- one malformed entry in ENCRYPTION_KEYS next to good keys ---------------------------------
 
 
-def keys_reading_a_token(fake: FakeAtlassian, settings: Any, grant: Grant) -> BaseException:
-    _bad_keys(settings)
+def keys_reading_a_token(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> BaseException:
+    _bad_keys(oauth_settings)
     return raised(refresh.ensure_fresh, grant.pk, actor=Event.Actor.APPLICATION)
 
 
-def keys_refreshing(fake: FakeAtlassian, settings: Any, grant: Grant) -> BaseException:
+def keys_refreshing(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> BaseException:
     expire(grant)
-    _bad_keys(settings)
+    _bad_keys(oauth_settings)
     return raised(refresh.ensure_fresh, grant.pk, actor=Event.Actor.BEAT)
 
 
-def keys_api_call(fake: FakeAtlassian, settings: Any, grant: Grant) -> BaseException:
+def keys_api_call(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> BaseException:
     session = get_session(alice(), localhost())
     url = session.jira_url("rest/api/3/myself")
-    _bad_keys(settings)
+    _bad_keys(oauth_settings)
     return raised(session.get, url)
 
 
@@ -489,10 +487,10 @@ def _save(grant: Grant) -> None:
         grant.save()
 
 
-def keys_saving_a_grant(fake: FakeAtlassian, settings: Any, grant: Grant) -> BaseException:
+def keys_saving_a_grant(fake: FakeAtlassian, oauth_settings: Any, grant: Grant) -> BaseException:
     loaded = Grant.objects.get(pk=grant.pk)
     assert loaded.access_token  # read (and cached as plaintext) while the keys were good
-    _bad_keys(settings)
+    _bad_keys(oauth_settings)
     return raised(_save, loaded)
 
 
@@ -505,12 +503,12 @@ MALFORMED_KEYS = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED_KEYS))
-def test_a_malformed_key_shows_no_good_key(fake, settings, case):
+def test_a_malformed_key_shows_no_good_key(fake, oauth_settings, case):
     grant = connected_grant(fake)
     with all_debug_logs() as records:
-        error = MALFORMED_KEYS[case](fake, settings, grant)
+        error = MALFORMED_KEYS[case](fake, oauth_settings, grant)
     assert isinstance(error, crypto.KeyConfigurationError), error
-    assert len(settings.ATLASSIAN_OAUTH["ENCRYPTION_KEYS"]) == 3
+    assert len(oauth_settings()["ENCRYPTION_KEYS"]) == 3
     assert_nothing_shown(
         f"malformed key: {case}",
         error,

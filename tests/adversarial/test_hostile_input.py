@@ -149,9 +149,9 @@ def test_next_accepts_paths_and_urls_on_this_host_only(
 
 
 def test_a_connect_redirect_url_that_does_not_resolve_still_redirects_after_the_commit(
-    alice, client, accepting, settings, caplog
+    alice, client, accepting, oauth_settings, caplog
 ):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "CONNECT_REDIRECT_URL": "no-such"}
+    oauth_settings(CONNECT_REDIRECT_URL="no-such")
     with caplog.at_level(logging.ERROR, logger="atlassian_oauth"):
         response = connect(client)
     assert response.status_code == 302
@@ -329,10 +329,10 @@ def test_a_superuser_cannot_delete_events_in_the_admin(client, fake_atlassian):
 
 
 def test_a_callback_for_another_app_than_the_sites_is_refused_before_any_exchange(
-    alice, client, accepting, settings
+    alice, client, accepting, oauth_settings
 ):
     params = callback_params(consent(start(client)))
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "CLIENT_ID": "another-app"}
+    oauth_settings(CLIENT_ID="another-app")
     response = finish(client, params)
     assert response.status_code == 302
     assert accepting.counts.get("code_exchange", 0) == 0
