@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -131,11 +132,22 @@ ATLASSIAN_OAUTH = {
     ),
     "BEAT_JITTER": env.float("ATLASSIAN_BEAT_JITTER", default=5.0 if USE_FAKE_ATLASSIAN else 30.0),
 }
+
+
+def _on_loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
 # oauthlib (under requests-oauthlib) refuses http:// unless OAUTHLIB_INSECURE_TRANSPORT is set,
-# process-wide. The fake Atlassian listens on plain http://127.0.0.1, so the demo (and the test
-# settings and the Celery workers built on it) set it while they talk to the fake, and never for
-# real Atlassian. Check atlassian_oauth.E007 errors when it is set with DEBUG off.
-if USE_FAKE_ATLASSIAN and FAKE_ATLASSIAN_URL.startswith("http://"):
+# process-wide. The fake Atlassian listens on plain http:// on loopback, so the demo (and the
+# test settings and the Celery workers built on it) set it while every Atlassian URL is either
+# https:// or the fake's, never when one is http:// anywhere else. Check atlassian_oauth.E007
+# errors when it is set with DEBUG off.
+_ATLASSIAN_URLS = [ATLASSIAN_OAUTH["AUTH_BASE_URL"], ATLASSIAN_OAUTH["API_BASE_URL"]]
+if any(map(_on_loopback_http, _ATLASSIAN_URLS)) and all(
+    url.startswith("https://") or _on_loopback_http(url) for url in _ATLASSIAN_URLS
+):
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 # --- Celery ---------------------------------------------------------------------------------
