@@ -35,15 +35,6 @@ OTHER_CONTEXT = "atlassian_oauth.grant.refresh_token:5d2c7a1e-8b4f-4c6a-a0e3-9f1
 RING = KeyRing([NEW_KEY])
 
 
-@pytest.fixture
-def use_keys(oauth_settings):
-    def use(*keys: str) -> None:
-        oauth_settings(ENCRYPTION_KEYS=list(keys))
-
-    use(NEW_KEY)
-    return use
-
-
 def payload(token: str) -> bytes:
     data = token.split(":")[2]
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
@@ -67,12 +58,14 @@ def test_any_text_round_trips_under_any_context(plaintext, context):
 
 
 def test_module_functions_use_the_configured_keys(use_keys):
+    use_keys(NEW_KEY)
     token = encrypt(SECRET, context=CONTEXT)
     assert SECRET not in token
     assert decrypt(token, context=CONTEXT) == SECRET
 
 
 def test_the_same_plaintext_encrypts_differently_each_time(use_keys):
+    use_keys(NEW_KEY)
     tokens = [encrypt(SECRET, context=CONTEXT) for _ in range(50)]
     assert len(set(tokens)) == len(tokens)
     assert len({payload(token)[:12] for token in tokens}) == len(tokens)
@@ -86,6 +79,7 @@ def test_the_key_id_is_stored_beside_the_ciphertext(use_keys):
 
 
 def test_a_key_without_an_id_gets_a_stable_id_that_reveals_nothing(use_keys):
+    use_keys(NEW_KEY)
     key_id = KeyRing([NEW_KEY]).current.key_id
     assert key_id == KeyRing([f"  {NEW_KEY}  "]).current.key_id
     assert key_id != KeyRing([OLD_KEY]).current.key_id
@@ -115,6 +109,7 @@ def test_unpadded_keys_are_accepted():
 
 
 def test_a_ciphertext_under_another_context_does_not_decrypt(use_keys):
+    use_keys(NEW_KEY)
     token = encrypt(SECRET, context=CONTEXT)
     for context in (OTHER_CONTEXT, "atlassian_oauth.grant.access_token:" + CONTEXT.split(":")[1]):
         with pytest.raises(DecryptionError, match="does not belong to this row and column") as e:
@@ -302,6 +297,7 @@ def test_rotation_keeps_old_ciphertexts_readable_and_moves_them_to_the_new_key(u
 
 
 def test_keys_are_read_live_and_parsed_once(use_keys):
+    use_keys(NEW_KEY)
     first = get_keyring()
     assert get_keyring() is first
     use_keys(OLD_KEY)

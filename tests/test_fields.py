@@ -64,16 +64,9 @@ MODELS = (Vault, Locker)
 
 
 @pytest.fixture
-def use_keys(oauth_settings):
-    def use(*keys: str) -> None:
-        oauth_settings(ENCRYPTION_KEYS=list(keys))
-
-    use(NEW_KEY)
-    return use
-
-
-@pytest.fixture
 def tables(transactional_db, use_keys):
+    """The test models' tables; their tests start from NEW_KEY."""
+    use_keys(NEW_KEY)
     with connection.schema_editor() as editor:
         for model in MODELS:
             editor.create_model(model)
@@ -547,6 +540,7 @@ def test_system_checks_refuse_a_bad_binding():
 
 
 def test_keyring_used_by_the_field_is_the_configured_one(use_keys):
+    use_keys(NEW_KEY)
     vault = Vault(token=SECRET)
     token = field_of(Vault).pre_save(vault, add=True)
     assert token is not None

@@ -23,15 +23,6 @@ NEW_KEY = "new:" + crypto.generate_key()
 LOST_KEY = "lost:" + crypto.generate_key()
 
 
-@pytest.fixture
-def use_keys(oauth_settings):
-    def use(*keys: str) -> None:
-        oauth_settings(ENCRYPTION_KEYS=list(keys))
-
-    use(OLD_KEY)
-    return use
-
-
 def make_grant(number: int, **fields) -> Grant:
     now = timezone.now()
     defaults = {
@@ -68,6 +59,7 @@ def rotate(**kwargs) -> tuple[str, str]:
 
 
 def test_every_secret_moves_to_the_new_key_and_still_decrypts(use_keys):
+    use_keys(OLD_KEY)
     grants = [make_grant(n) for n in range(3)]
     site = Site.objects.create(domain="tenant.example", name="Tenant")
     app = AtlassianApp.objects.create(site=site, client_id="tenant-app", client_secret="s3cret")
@@ -92,6 +84,7 @@ def test_every_secret_moves_to_the_new_key_and_still_decrypts(use_keys):
 
 
 def test_a_rerun_reencrypts_nothing(use_keys):
+    use_keys(OLD_KEY)
     make_grant(1)
     use_keys(NEW_KEY, OLD_KEY)
     assert rotation.rotate_keys().reencrypted == 1
@@ -103,6 +96,7 @@ def test_a_rerun_reencrypts_nothing(use_keys):
 
 
 def test_null_secrets_are_left_alone(use_keys):
+    use_keys(OLD_KEY)
     grant = make_grant(1, refresh_token=None)
     use_keys(NEW_KEY, OLD_KEY)
 
@@ -114,6 +108,7 @@ def test_null_secrets_are_left_alone(use_keys):
 
 
 def test_the_event_records_the_counts_and_no_secret(use_keys):
+    use_keys(OLD_KEY)
     make_grant(1)
     make_grant(2)
     use_keys(NEW_KEY, OLD_KEY)
@@ -130,6 +125,7 @@ def test_the_event_records_the_counts_and_no_secret(use_keys):
 
 
 def test_the_keys_rotated_signal_carries_the_counts(use_keys, django_capture_on_commit_callbacks):
+    use_keys(OLD_KEY)
     make_grant(1)
     use_keys(NEW_KEY, OLD_KEY)
     received: list[dict[str, object]] = []
@@ -149,12 +145,14 @@ def test_the_keys_rotated_signal_carries_the_counts(use_keys, django_capture_on_
 
 
 def test_no_event_when_nothing_was_reencrypted(use_keys):
+    use_keys(OLD_KEY)
     make_grant(1)
     rotation.rotate_keys()
     assert not Event.objects.filter(kind=Event.Kind.KEYS_ROTATED).exists()
 
 
 def test_an_undecryptable_row_is_reported_and_the_others_rotate(use_keys):
+    use_keys(OLD_KEY)
     before = make_grant(1)
     use_keys(LOST_KEY, OLD_KEY)
     lost = make_grant(2)  # written under a key that is about to go missing
@@ -176,6 +174,7 @@ def test_an_undecryptable_row_is_reported_and_the_others_rotate(use_keys):
 
 
 def test_a_limited_run_stops_and_a_rerun_finishes(use_keys):
+    use_keys(OLD_KEY)
     grants = [make_grant(n) for n in range(3)]
     use_keys(NEW_KEY, OLD_KEY)
 
@@ -193,6 +192,7 @@ def test_a_limited_run_stops_and_a_rerun_finishes(use_keys):
 
 @pytest.mark.django_db(transaction=True)  # real commits, as in production
 def test_an_interrupted_run_keeps_the_rows_it_committed(use_keys, monkeypatch):
+    use_keys(OLD_KEY)
     grants = [make_grant(n) for n in range(3)]
     use_keys(NEW_KEY, OLD_KEY)
     real_save = Grant.save
@@ -216,6 +216,7 @@ def test_an_interrupted_run_keeps_the_rows_it_committed(use_keys, monkeypatch):
 
 
 def test_a_refresh_between_scan_and_lock_is_not_overwritten(use_keys, monkeypatch):
+    use_keys(OLD_KEY)
     grant = make_grant(1)
     use_keys(NEW_KEY, OLD_KEY)
     scan = rotation._rows
@@ -240,6 +241,7 @@ def test_a_refresh_between_scan_and_lock_is_not_overwritten(use_keys, monkeypatc
 
 
 def test_progress_is_reported_every_n_rows(use_keys):
+    use_keys(OLD_KEY)
     for n in range(5):
         make_grant(n)
     use_keys(NEW_KEY, OLD_KEY)
@@ -251,6 +253,7 @@ def test_progress_is_reported_every_n_rows(use_keys):
 
 
 def test_the_command_prints_a_summary_and_no_secret(use_keys):
+    use_keys(OLD_KEY)
     grant = make_grant(1)
     old_ciphertext = raw(Grant, grant.pk, "access_token")
     assert old_ciphertext is not None
@@ -289,6 +292,7 @@ def test_the_command_fails_after_rotating_the_rest_when_a_row_cannot_be_decrypte
 
 
 def test_the_command_prints_progress(use_keys, monkeypatch):
+    use_keys(OLD_KEY)
     for n in range(3):
         make_grant(n)
     use_keys(NEW_KEY, OLD_KEY)
