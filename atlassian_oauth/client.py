@@ -233,7 +233,6 @@ def exchange_code(app: OAuthApp, code: str, redirect_uri: str) -> TokenResponse:
                 code=code,
                 include_client_id=True,  # Atlassian wants the credentials in the body
                 client_secret=app.client_secret,
-                timeout=conf.HTTP_TIMEOUT,
             )
         except Exception as error:
             failure = _failure(error, what="authorization_code")
@@ -255,7 +254,6 @@ def refresh_tokens(app: OAuthApp, refresh_token: str) -> TokenResponse:
                 refresh_token=refresh_token,
                 client_id=app.client_id,
                 client_secret=app.client_secret,
-                timeout=conf.HTTP_TIMEOUT,
             )
         except Exception as error:
             failure = _failure(error, what="refresh_token")
@@ -300,7 +298,7 @@ class _TokenSession(OAuth2Session):  # type: ignore[misc]  # requests-oauthlib i
         **ignored: Any,
     ) -> requests.Response:
         # requests-oauthlib passes auth/verify/proxies/cert as None (credentials go in the
-        # body) and its own timeout; the transport's rules are the app's, set here alone.
+        # body) and a timeout of None; the transport's rules are the app's, set here alone.
         if not is_secure_transport(url):
             raise InsecureTransportError()
         headers = dict(headers or {})
