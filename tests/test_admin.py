@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.db import connection as db
 from django.db import models
 
 from atlassian_oauth.models import AtlassianApp, Connection, Event, Grant
-from demo_site.demo_data import seed
 from tests.flow_helpers import connect
 
-pytestmark = pytest.mark.django_db
+# Every page is served on the localhost site; admin_client is pytest-django's (a superuser).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sites")]
 
 
 @pytest.fixture
-def admin_client(client):
-    seed()
-    client.force_login(get_user_model().objects.get(username="admin"))
-    return client
-
-
-@pytest.fixture
-def connected(admin_client, fake_atlassian):
+def connected(admin_client, accepting):
     """The admin's own connection, made through the real round trip."""
-    fake_atlassian.auto_consent = "accept"
     connect(admin_client)
     return Grant.objects.get()
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -23,7 +22,8 @@ REFRESH = "atl-refresh-plaintext-4c5b6a"
 
 
 @pytest.fixture
-def sites():
+def alpha_and_beta():
+    """Two sites of this module's own, so the command's output names them unambiguously."""
     return (
         Site.objects.create(domain="alpha.example", name="Alpha"),
         Site.objects.create(domain="beta.example", name="Beta"),
@@ -31,9 +31,8 @@ def sites():
 
 
 @pytest.fixture
-def users():
-    model = get_user_model()
-    return model.objects.create_user("alice"), model.objects.create_user("bob")
+def users(alice, bob):
+    return alice, bob
 
 
 def make_grant(account: str = "ada", **fields) -> Grant:
@@ -77,21 +76,21 @@ def raw_columns(grant: Grant) -> list[str]:
 # status
 
 
-def test_status_without_connections(sites):
+def test_status_without_connections(alpha_and_beta):
     out, _err = run("status")
     assert out.strip() == "No connections."
 
 
-def test_status_lists_every_connection_with_its_facts(users, sites):
+def test_status_lists_every_connection_with_its_facts(users, alpha_and_beta):
     alice, bob = users
     grant = make_grant(last_refreshed_at=timezone.now() - timedelta(minutes=3))
-    Connection.objects.create(user=alice, site=sites[0], grant=grant)
-    Connection.objects.create(user=bob, site=sites[1], grant=make_grant("grace"))
+    Connection.objects.create(user=alice, site=alpha_and_beta[0], grant=grant)
+    Connection.objects.create(user=bob, site=alpha_and_beta[1], grant=make_grant("grace"))
 
     out, _err = run("status")
 
-    assert f"alice on alpha.example (site {sites[0].pk})" in out
-    assert f"bob on beta.example (site {sites[1].pk})" in out
+    assert f"alice on alpha.example (site {alpha_and_beta[0].pk})" in out
+    assert f"bob on beta.example (site {alpha_and_beta[1].pk})" in out
     assert "Atlassian account: ada@example.com (account id ada-account-id)" in out
     assert "Health:            Healthy. Tokens are renewed automatically." in out
     assert "Refresh token:     yes" in out
@@ -104,18 +103,20 @@ def test_status_lists_every_connection_with_its_facts(users, sites):
     assert "2 connections: 2 healthy, 0 needing attention." in out
 
 
-def test_status_never_shows_a_token(users, sites):
+def test_status_never_shows_a_token(users, alpha_and_beta):
     grant = make_grant()
-    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=grant)
     out, err = run("status")
     for secret in [ACCESS, REFRESH, *raw_columns(grant)]:
         assert secret not in out + err
 
 
-def test_status_tells_a_stored_refresh_token_without_decrypting(users, sites, oauth_settings):
-    Connection.objects.create(user=users[0], site=sites[0], grant=make_grant())
+def test_status_tells_a_stored_refresh_token_without_decrypting(
+    users, alpha_and_beta, oauth_settings
+):
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=make_grant())
     Connection.objects.create(
-        user=users[1], site=sites[1], grant=make_grant("grace", refresh_token=None)
+        user=users[1], site=alpha_and_beta[1], grant=make_grant("grace", refresh_token=None)
     )
     # A key ring that cannot decrypt the stored tokens: status must still work.
     oauth_settings(ENCRYPTION_KEYS=[crypto.generate_key()])
@@ -124,11 +125,11 @@ def test_status_tells_a_stored_refresh_token_without_decrypting(users, sites, oa
     assert "Refresh token:     no" in out
 
 
-def test_status_filters_by_user_and_site(users, sites):
+def test_status_filters_by_user_and_site(users, alpha_and_beta):
     alice, bob = users
-    Connection.objects.create(user=alice, site=sites[0], grant=make_grant())
-    Connection.objects.create(user=alice, site=sites[1], grant=make_grant("ada2"))
-    Connection.objects.create(user=bob, site=sites[1], grant=make_grant("grace"))
+    Connection.objects.create(user=alice, site=alpha_and_beta[0], grant=make_grant())
+    Connection.objects.create(user=alice, site=alpha_and_beta[1], grant=make_grant("ada2"))
+    Connection.objects.create(user=bob, site=alpha_and_beta[1], grant=make_grant("grace"))
 
     by_user, _ = run("status", "--user", "alice")
     assert by_user.count("alice on ") == 2 and "bob on" not in by_user
@@ -137,7 +138,7 @@ def test_status_filters_by_user_and_site(users, sites):
     assert "alice on beta.example" in by_domain and "bob on beta.example" in by_domain
     assert "alpha.example" not in by_domain
 
-    by_id, _ = run("status", "--site", str(sites[0].pk))
+    by_id, _ = run("status", "--site", str(alpha_and_beta[0].pk))
     assert "alice on alpha.example" in by_id and "beta.example" not in by_id
 
     both, _ = run("status", "--user", "bob", "--site", "alpha.example")
@@ -151,25 +152,25 @@ def test_status_for_an_unknown_user_fails_clearly(users):
     assert out == ""
 
 
-def test_status_for_an_unknown_site_fails_clearly(sites):
+def test_status_for_an_unknown_site_fails_clearly(alpha_and_beta):
     error, _out, _err = run_failing("status", "--site", "nowhere.example")
     assert error.returncode == 1
     assert "No site with domain or id 'nowhere.example'." in str(error)
-    assert f"alpha.example (id {sites[0].pk})" in str(error)
+    assert f"alpha.example (id {alpha_and_beta[0].pk})" in str(error)
 
     error, _out, _err = run_failing("status", "--site", "99999")
     assert "No site with domain or id '99999'." in str(error)
 
 
-def test_status_exits_2_when_a_connection_needs_attention(users, sites):
-    Connection.objects.create(user=users[0], site=sites[0], grant=make_grant())
+def test_status_exits_2_when_a_connection_needs_attention(users, alpha_and_beta):
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=make_grant())
     dead = make_grant(
         "grace",
         status=Grant.Status.NEEDS_RECONNECT,
         access_token_expires_at=timezone.now() - timedelta(minutes=5, seconds=30),
         last_error="invalid_grant",
     )
-    Connection.objects.create(user=users[1], site=sites[1], grant=dead)
+    Connection.objects.create(user=users[1], site=alpha_and_beta[1], grant=dead)
 
     error, out, _err = run_failing("status")
 
@@ -188,9 +189,9 @@ def test_status_exits_2_when_a_connection_needs_attention(users, sites):
     assert "1 healthy, 0 needing attention" in healthy_only
 
 
-def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, sites):
+def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, alpha_and_beta):
     grant = make_grant(refresh_token=None, status=Grant.Status.NO_REFRESH_TOKEN)
-    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=grant)
 
     error, out, _err = run_failing("status")
 
@@ -199,10 +200,10 @@ def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, sit
     assert "Add offline_access to the app's scopes, then reconnect Jira" in out
 
 
-def test_status_while_refreshes_fail_says_they_are_retried(users, sites):
+def test_status_while_refreshes_fail_says_they_are_retried(users, alpha_and_beta):
     retry_at = timezone.now() + timedelta(minutes=10)
     grant = make_grant(refresh_failures=2, next_refresh_at=retry_at, last_error="HTTP 503")
-    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=grant)
 
     error, out, _err = run_failing("status")
 
@@ -217,9 +218,9 @@ def test_status_while_refreshes_fail_says_they_are_retried(users, sites):
 # disconnect
 
 
-def test_disconnect_the_only_connection_deletes_its_grant(users, sites):
+def test_disconnect_the_only_connection_deletes_its_grant(users, alpha_and_beta):
     grant = make_grant()
-    Connection.objects.create(user=users[0], site=sites[0], grant=grant)
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=grant)
 
     out, _err = run("disconnect", "--user", "alice")
 
@@ -228,14 +229,18 @@ def test_disconnect_the_only_connection_deletes_its_grant(users, sites):
     assert connect.CONNECTED_APPS_URL in out
     assert not Connection.objects.exists() and not Grant.objects.exists()
     event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
-    assert (event.actor, event.user, event.site) == (Event.Actor.COMMAND, users[0], sites[0])
+    assert (event.actor, event.user, event.site) == (
+        Event.Actor.COMMAND,
+        users[0],
+        alpha_and_beta[0],
+    )
     assert ACCESS not in out and REFRESH not in out
 
 
-def test_disconnect_with_several_connections_needs_site(users, sites):
+def test_disconnect_with_several_connections_needs_site(users, alpha_and_beta):
     alice = users[0]
-    Connection.objects.create(user=alice, site=sites[0], grant=make_grant())
-    Connection.objects.create(user=alice, site=sites[1], grant=make_grant("ada2"))
+    Connection.objects.create(user=alice, site=alpha_and_beta[0], grant=make_grant())
+    Connection.objects.create(user=alice, site=alpha_and_beta[1], grant=make_grant("ada2"))
 
     error, _out, _err = run_failing("disconnect", "--user", "alice")
     assert error.returncode == 1
@@ -247,19 +252,19 @@ def test_disconnect_with_several_connections_needs_site(users, sites):
     assert list(Connection.objects.values_list("site__domain", flat=True)) == ["alpha.example"]
 
 
-def test_disconnect_keeps_a_grant_another_connection_uses(users, sites):
+def test_disconnect_keeps_a_grant_another_connection_uses(users, alpha_and_beta):
     shared = make_grant()
-    Connection.objects.create(user=users[0], site=sites[0], grant=shared)
-    Connection.objects.create(user=users[1], site=sites[1], grant=shared)
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=shared)
+    Connection.objects.create(user=users[1], site=alpha_and_beta[1], grant=shared)
 
-    out, _err = run("disconnect", "--user", "alice", "--site", str(sites[0].pk))
+    out, _err = run("disconnect", "--user", "alice", "--site", str(alpha_and_beta[0].pk))
 
     assert "Its tokens were kept: another connection uses the same Atlassian grant." in out
     assert Grant.objects.get() == shared
     assert Connection.objects.get().user == users[1]
 
 
-def test_disconnect_an_unknown_user_or_site_or_a_missing_connection(users, sites):
+def test_disconnect_an_unknown_user_or_site_or_a_missing_connection(users, alpha_and_beta):
     error, _out, _err = run_failing("disconnect", "--user", "mallory")
     assert "No user with username 'mallory'" in str(error)
 

@@ -5,40 +5,18 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.sites.models import Site
 from django.db import connection as db
 
 from atlassian_oauth import signals
 from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant, Resource
 from atlassian_oauth.testing import ACME_CLOUD_ID, ADA_ACCOUNT_ID, GRACE_ACCOUNT_ID
-from demo_site.demo_data import seed
 from tests.flow_helpers import callback_params, connect, consent, finish, messages_of, start
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sites():
-    seed()
-    return Site.objects.get(domain="localhost"), Site.objects.get(domain="127.0.0.1")
-
-
-@pytest.fixture
-def alice(client, sites):
-    user = get_user_model().objects.get(username="alice")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def accepting(fake_atlassian):
-    fake_atlassian.auto_consent = "accept"
-    return fake_atlassian
-
-
-def test_connect_redirects_to_the_consent_page_with_every_parameter(alice, client, accepting):
-    url = urlsplit(start(client))
+def test_connect_redirects_to_the_consent_page_with_every_parameter(alice_client, accepting):
+    url = urlsplit(start(alice_client))
     assert f"{url.scheme}://{url.netloc}" == accepting.url
     assert url.path == "/authorize"
     query = {key: values[0] for key, values in parse_qs(url.query).items()}
@@ -52,10 +30,10 @@ def test_connect_redirects_to_the_consent_page_with_every_parameter(alice, clien
 
 
 def test_the_whole_round_trip_stores_grant_connection_and_sites(
-    alice, client, accepting, sites, oauth_settings
+    alice, alice_client, accepting, sites, oauth_settings
 ):
     oauth_settings(SCOPES="read:jira-work read:confluence-content.all read:me offline_access")
-    response = connect(client)
+    response = connect(alice_client)
     assert response.status_code == 302
     assert response["Location"] == "/"  # the demo's CONNECT_REDIRECT_URL: "home"
     assert response["Referrer-Policy"] == "no-referrer"
@@ -75,9 +53,9 @@ def test_the_whole_round_trip_stores_grant_connection_and_sites(
     assert accepting.counts["code_exchange"] == 1
 
 
-def test_the_status_page_shows_account_sites_scopes_and_disconnect(alice, client, accepting):
-    connect(client)
-    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
+def test_the_status_page_shows_account_sites_scopes_and_disconnect(alice_client, accepting):
+    connect(alice_client)
+    page = alice_client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "ada@example.com" in page
     assert "acme" in page.lower()
     assert "<code>offline_access</code>" in page
@@ -85,8 +63,8 @@ def test_the_status_page_shows_account_sites_scopes_and_disconnect(alice, client
     assert "Healthy" in page
 
 
-def test_tokens_are_not_in_the_raw_database_rows(alice, client, accepting):
-    connect(client)
+def test_tokens_are_not_in_the_raw_database_rows(alice_client, accepting):
+    connect(alice_client)
     grant = Grant.objects.get()
     with db.cursor() as cursor:
         cursor.execute("SELECT * FROM atlassian_oauth_grant")
@@ -96,8 +74,8 @@ def test_tokens_are_not_in_the_raw_database_rows(alice, client, accepting):
     assert "v1:" in raw  # the ciphertexts are there instead
 
 
-def test_next_is_followed_when_it_stays_on_this_site(alice, client, accepting):
-    response = connect(client, next_url="/some/page/?x=1")
+def test_next_is_followed_when_it_stays_on_this_site(alice_client, accepting):
+    response = connect(alice_client, next_url="/some/page/?x=1")
     assert response["Location"] == "/some/page/?x=1"
 
 
@@ -105,18 +83,18 @@ def test_next_is_followed_when_it_stays_on_this_site(alice, client, accepting):
     "next_url",
     ["//evil.example/", "https://evil.example/", "javascript:alert(1)", "http://127.0.0.1/x"],
 )
-def test_an_unsafe_next_is_ignored(alice, client, accepting, next_url):
-    response = connect(client, next_url=next_url)
+def test_an_unsafe_next_is_ignored(alice_client, accepting, next_url):
+    response = connect(alice_client, next_url=next_url)
     assert response.status_code == 302
     assert response["Location"] == "/"
     assert Connection.objects.count() == 1
 
 
-def test_reconnecting_updates_the_grant_in_place(alice, client, accepting):
-    connect(client)
+def test_reconnecting_updates_the_grant_in_place(alice_client, accepting):
+    connect(alice_client)
     first = Grant.objects.get()
     old_access = first.access_token
-    connect(client)
+    connect(alice_client)
     grant = Grant.objects.get()
     assert grant.pk == first.pk
     assert grant.version == first.version + 1
@@ -126,11 +104,11 @@ def test_reconnecting_updates_the_grant_in_place(alice, client, accepting):
 
 
 def test_one_account_from_another_user_and_site_shares_the_one_grant(
-    alice, client, accepting, sites, django_user_model
+    alice, bob, client, accepting, sites
 ):
+    client.force_login(alice)
     connect(client)
     connect(client, host="127.0.0.1")
-    bob = django_user_model.objects.get(username="bob")
     client.force_login(bob)
     connect(client)
     assert Grant.objects.count() == 1
@@ -138,41 +116,39 @@ def test_one_account_from_another_user_and_site_shares_the_one_grant(
     assert set(Connection.objects.values_list("grant", flat=True)) == {Grant.objects.get().pk}
 
 
-def test_switching_to_another_atlassian_account_drops_the_unused_grant(alice, client, accepting):
-    connect(client)
+def test_switching_to_another_atlassian_account_drops_the_unused_grant(alice_client, accepting):
+    connect(alice_client)
     accepting.consent_account_id = GRACE_ACCOUNT_ID
-    connect(client)
+    connect(alice_client)
     assert list(Grant.objects.values_list("account_id", flat=True)) == [GRACE_ACCOUNT_ID]
     assert Connection.objects.get().grant.account_id == GRACE_ACCOUNT_ID
 
 
-def test_a_grant_without_refresh_token_is_kept_and_flagged(
-    alice, client, accepting, oauth_settings
-):
+def test_a_grant_without_refresh_token_is_kept_and_flagged(alice_client, accepting, oauth_settings):
     oauth_settings(SCOPES="read:jira-user read:jira-work read:me")
-    response = connect(client)
+    response = connect(alice_client)
     grant = Grant.objects.get()
     assert grant.refresh_token is None
     assert grant.status == Grant.Status.NO_REFRESH_TOKEN
     shown = " ".join(messages_of(response))
     assert "offline_access" in shown and "reconnect" in shown
-    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
+    page = alice_client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "No refresh token" in page and "offline_access" in page
     assert ">Reconnect Jira<" in page
 
 
-def test_several_tabs_may_run_flows_at_once(alice, client, accepting):
-    first = start(client)
-    second = start(client)
+def test_several_tabs_may_run_flows_at_once(alice_client, accepting):
+    first = start(alice_client)
+    second = start(alice_client)
     assert AuthorizationState.objects.count() == 2
     for url in (second, first):
-        response = finish(client, callback_params(consent(url)))
+        response = finish(alice_client, callback_params(consent(url)))
         assert "Jira is connected as ada@example.com." in messages_of(response)
     assert AuthorizationState.objects.count() == 0
 
 
 def test_signals_fire_after_commit_with_their_arguments(
-    alice, client, accepting, django_capture_on_commit_callbacks
+    alice, alice_client, accepting, django_capture_on_commit_callbacks
 ):
     seen: list[tuple[object, ...]] = []
 
@@ -186,12 +162,12 @@ def test_signals_fire_after_commit_with_their_arguments(
     signals.disconnected.connect(on_disconnected)
     try:
         with django_capture_on_commit_callbacks(execute=False) as pending:
-            connect(client)
+            connect(alice_client)
         assert seen == []  # nothing is announced before the transaction commits
         for callback in pending:
             callback()
         with django_capture_on_commit_callbacks(execute=True):
-            client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
+            alice_client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
     finally:
         signals.connected.disconnect(on_connected)
         signals.disconnected.disconnect(on_disconnected)
@@ -201,9 +177,9 @@ def test_signals_fire_after_commit_with_their_arguments(
     ]
 
 
-def test_disconnect_deletes_connection_and_unused_grant(alice, client, accepting):
-    connect(client)
-    response = client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
+def test_disconnect_deletes_connection_and_unused_grant(alice_client, accepting):
+    connect(alice_client)
+    response = alice_client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
     assert response.status_code == 302
     assert Connection.objects.count() == Grant.objects.count() == Resource.objects.count() == 0
     shown = " ".join(messages_of(response))
@@ -212,18 +188,18 @@ def test_disconnect_deletes_connection_and_unused_grant(alice, client, accepting
     assert event.account_id == ADA_ACCOUNT_ID and event.details["grant_deleted"] is True
 
 
-def test_disconnect_keeps_a_grant_another_connection_uses(alice, client, accepting):
-    connect(client)
-    connect(client, host="127.0.0.1")
-    client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
+def test_disconnect_keeps_a_grant_another_connection_uses(alice_client, accepting):
+    connect(alice_client)
+    connect(alice_client, host="127.0.0.1")
+    alice_client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
     assert Connection.objects.count() == 1
     assert Grant.objects.count() == 1
 
 
 def test_deleting_a_user_deletes_their_unused_grant_and_logs_it(
-    alice, client, accepting, django_capture_on_commit_callbacks
+    alice, alice_client, accepting, django_capture_on_commit_callbacks
 ):
-    connect(client)
+    connect(alice_client)
     alice_id = alice.pk
     seen: list[dict[str, object]] = []
 
@@ -248,9 +224,9 @@ def test_deleting_a_user_deletes_their_unused_grant_and_logs_it(
     assert [s["actor"] for s in seen] == ["system"]
 
 
-def test_deleting_a_site_logs_the_connections_it_took(alice, client, accepting, sites):
-    connect(client)
-    connect(client, host="127.0.0.1")
+def test_deleting_a_site_logs_the_connections_it_took(alice_client, accepting, sites):
+    connect(alice_client)
+    connect(alice_client, host="127.0.0.1")
     sites[1].delete()
     assert Connection.objects.count() == 1  # the other site's connection and the grant stay
     assert Grant.objects.count() == 1
@@ -258,19 +234,19 @@ def test_deleting_a_site_logs_the_connections_it_took(alice, client, accepting, 
     assert event.actor == Event.Actor.SYSTEM and event.details["grant_deleted"] is False
 
 
-def test_a_disconnect_logs_one_event_not_two(alice, client, accepting):
-    connect(client)
-    client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
+def test_a_disconnect_logs_one_event_not_two(alice_client, accepting):
+    connect(alice_client)
+    alice_client.post("/atlassian/disconnect/", HTTP_HOST="localhost")
     assert Event.objects.filter(kind=Event.Kind.DISCONNECTED).count() == 1
 
 
-def test_disconnect_needs_post(alice, client, accepting):
-    connect(client)
-    assert client.get("/atlassian/disconnect/", HTTP_HOST="localhost").status_code == 405
+def test_disconnect_needs_post(alice_client, accepting):
+    connect(alice_client)
+    assert alice_client.get("/atlassian/disconnect/", HTTP_HOST="localhost").status_code == 405
     assert Connection.objects.count() == 1
 
 
-def test_disconnect_needs_the_csrf_token(alice, accepting):
+def test_disconnect_needs_the_csrf_token(alice, sites, accepting):
     from django.test import Client
 
     strict = Client(enforce_csrf_checks=True)
@@ -293,12 +269,11 @@ def test_logged_out_disconnect_changes_nothing(client, sites):
     assert response["Location"].startswith("/accounts/login/")
 
 
-def test_a_user_sees_only_their_own_connection_on_this_site(
-    alice, client, accepting, django_user_model
-):
+def test_a_user_sees_only_their_own_connection_on_this_site(alice, bob, client, accepting, sites):
+    client.force_login(alice)
     connect(client)
     client.get("/atlassian/", HTTP_HOST="localhost")  # shows (and so drops) alice's messages
-    client.force_login(django_user_model.objects.get(username="bob"))
+    client.force_login(bob)
     page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "ada@example.com" not in page
     assert ">Connect Jira<" in page
@@ -307,10 +282,10 @@ def test_a_user_sees_only_their_own_connection_on_this_site(
     assert "ada@example.com" not in other_site
 
 
-def test_the_template_tag_renders_connect_or_connected(alice, client, accepting):
-    home = client.get("/", HTTP_HOST="localhost").content.decode()
+def test_the_template_tag_renders_connect_or_connected(alice_client, accepting):
+    home = alice_client.get("/", HTTP_HOST="localhost").content.decode()
     assert ">Connect Jira<" in home
     assert "/atlassian/connect/?next=%2F" in home
-    connect(client)
-    home = client.get("/", HTTP_HOST="localhost").content.decode()
+    connect(alice_client)
+    home = alice_client.get("/", HTTP_HOST="localhost").content.decode()
     assert ">Jira connected<" in home

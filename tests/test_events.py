@@ -6,14 +6,12 @@ import inspect
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.dispatch import Signal
 
 from atlassian_oauth import signals
 from atlassian_oauth.events import SIGNALS, emit
 from atlassian_oauth.models import Connection, Event
-from demo_site.demo_data import seed
 from tests.flow_helpers import finish
 
 
@@ -45,11 +43,8 @@ def test_emit_refuses_arguments_the_signal_does_not_document():
 
 @pytest.mark.django_db
 def test_a_failed_connect_sends_connect_failed_after_commit(
-    client, django_capture_on_commit_callbacks
+    alice, alice_client, django_capture_on_commit_callbacks
 ):
-    seed()
-    alice = get_user_model().objects.get(username="alice")
-    client.force_login(alice)
     received = []
 
     def receiver(sender, **kwargs):
@@ -58,7 +53,7 @@ def test_a_failed_connect_sends_connect_failed_after_commit(
     signals.connect_failed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            finish(client, {"state": "forged", "code": "c"})
+            finish(alice_client, {"state": "forged", "code": "c"})
         assert received == []  # not before the commit
         for callback in callbacks:
             callback()

@@ -10,15 +10,13 @@ from django.utils import timezone
 
 from atlassian_oauth.health import consent_expires_at, grant_health
 from atlassian_oauth.models import Grant
-from demo_site.demo_data import seed
 from tests.refresh_helpers import connected_grant
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def grant(fake_atlassian):
-    seed()
+def grant(fake_atlassian, alice, sites):
     return connected_grant(fake_atlassian)
 
 

@@ -30,7 +30,6 @@ from atlassian_oauth import connect, crypto, exceptions, refresh, tasks
 from atlassian_oauth.api import get_session
 from atlassian_oauth.models import AtlassianApp, Event, Grant
 from atlassian_oauth.testing import ADA_ACCOUNT_ID, DEFAULT_CLIENT_ID, FakeAtlassian
-from demo_site.demo_data import seed
 from tests.adversarial.secrets_sweep import (
     ACCESS_TOKEN,
     CIPHERTEXT,
@@ -55,7 +54,11 @@ from tests.flow_helpers import connect as connect_round_trip
 from tests.refresh_helpers import connected_grant, expire
 from tests.test_refresh_faults import DEAD, TRANSIENT, WRONG_SECRET
 
-pytestmark = pytest.mark.django_db
+# Each scenario runs for alice on the localhost site, with the SQL in the swept logs.
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("sites", "alice", "sql_logged_with_parameters"),
+]
 
 CALLBACK = f"http://{HOST}/atlassian/callback/"
 # Long enough for the app to give up on a faulted answer well before the fake sends it.
@@ -78,17 +81,14 @@ def print_figures(pytestconfig):
 
 
 @pytest.fixture
-def fake(fake_atlassian: FakeAtlassian) -> Iterator[FakeAtlassian]:
-    seed()
-    Site.objects.clear_cache()
-    fake_atlassian.auto_consent = "accept"
-    # The log sweep wants the SQL and its parameters, which django.db.backends logs as under
-    # DEBUG=True; DEBUG itself stays False as in production, since under DEBUG=True a 500 is
-    # Django's technical page, which shows (and logs while rendering) everything by design.
+def sql_logged_with_parameters() -> Iterator[None]:
+    """The log sweep wants the SQL and its parameters, which django.db.backends logs as under
+    DEBUG=True; DEBUG itself stays False as in production, since under DEBUG=True a 500 is
+    Django's technical page, which shows (and logs while rendering) everything by design."""
     forced = connection.force_debug_cursor
     connection.force_debug_cursor = True
     try:
-        yield fake_atlassian
+        yield
     finally:
         connection.force_debug_cursor = forced
 
@@ -137,13 +137,13 @@ def _leaky(token: str) -> None:
     raise ValueError(f"failed with {len(held)} field")
 
 
-def test_the_sweep_finds_a_secret_left_in_a_frame(fake):
+def test_the_sweep_finds_a_secret_left_in_a_frame(accepting):
     """The renderings and the search can fail: a token held in an uncovered frame is found in
     every rendering that shows frame variables (Django's text reports show none), located by
     frame and variable, and never printed."""
-    token = fake.mint_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID, "read:me")["access_token"]
+    token = accepting.mint_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID, "read:me")["access_token"]
     error = raised(_leaky, token)
-    book = SecretBook().collect(fake)
+    book = SecretBook().collect(accepting)
     leaks = [
         leak
         for request in (None, app_request())
@@ -239,10 +239,10 @@ CALLERS = {
 
 @pytest.mark.parametrize("caller", list(CALLERS))
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_failed_refresh_shows_no_secret(fake, oauth_settings, monkeypatch, fault, caller):
-    grant = connected_grant(fake)
+def test_a_failed_refresh_shows_no_secret(accepting, oauth_settings, monkeypatch, fault, caller):
+    grant = connected_grant(accepting)
     expire(grant)
-    FAULTS[fault](fake, oauth_settings, grant)
+    FAULTS[fault](accepting, oauth_settings, grant)
     grant.refresh_from_db()
     with all_debug_logs() as records:
         error = CALLERS[caller](grant, monkeypatch)
@@ -250,7 +250,7 @@ def test_a_failed_refresh_shows_no_secret(fake, oauth_settings, monkeypatch, fau
     assert_nothing_shown(
         f"refresh {fault} via {caller}",
         error,
-        fake,
+        accepting,
         records,
         requests=(None, app_request()),
         expect={CLIENT_SECRET, ACCESS_TOKEN, REFRESH_TOKEN, KEY, KEY_MATERIAL, CIPHERTEXT},
@@ -406,12 +406,12 @@ CONNECT_FAILURES: dict[str, tuple[Callable[[FakeAtlassian, Any], BaseException],
 
 
 @pytest.mark.parametrize("case", list(CONNECT_FAILURES))
-def test_a_failed_connect_shows_no_secret(fake, oauth_settings, case):
+def test_a_failed_connect_shows_no_secret(accepting, oauth_settings, case):
     produce, handled = CONNECT_FAILURES[case]
     with all_debug_logs() as records:
-        error = produce(fake, oauth_settings)
+        error = produce(accepting, oauth_settings)
     assert_nothing_shown(
-        case, error, fake, records, expect={CLIENT_SECRET, KEY, KEY_MATERIAL, *handled}
+        case, error, accepting, records, expect={CLIENT_SECRET, KEY, KEY_MATERIAL, *handled}
     )
     if case.startswith("store"):
         # The failure is the one injected, not the flow refusing the callback.
@@ -431,7 +431,7 @@ def from_the_handler(error: BaseException) -> BaseException:
     return error
 
 
-def test_a_500_in_the_callback_view_shows_no_code(fake, client, oauth_settings):
+def test_a_500_in_the_callback_view_shows_no_code(accepting, client, oauth_settings):
     """A database failure in the callback view is a 500: Django's report shows the request,
     whose query string holds the authorization code, and every frame that holds the request.
 
@@ -453,7 +453,7 @@ def test_a_500_in_the_callback_view_shows_no_code(fake, client, oauth_settings):
     assert_nothing_shown(
         "callback view 500",
         error,
-        fake,
+        accepting,
         records,
         requests=(request,),
         expect={CLIENT_SECRET, ACCESS_TOKEN, REFRESH_TOKEN, CODE, KEY, KEY_MATERIAL},
@@ -503,16 +503,16 @@ MALFORMED_KEYS = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED_KEYS))
-def test_a_malformed_key_shows_no_good_key(fake, oauth_settings, case):
-    grant = connected_grant(fake)
+def test_a_malformed_key_shows_no_good_key(accepting, oauth_settings, case):
+    grant = connected_grant(accepting)
     with all_debug_logs() as records:
-        error = MALFORMED_KEYS[case](fake, oauth_settings, grant)
+        error = MALFORMED_KEYS[case](accepting, oauth_settings, grant)
     assert isinstance(error, crypto.KeyConfigurationError), error
     assert len(oauth_settings()["ENCRYPTION_KEYS"]) == 3
     assert_nothing_shown(
         f"malformed key: {case}",
         error,
-        fake,
+        accepting,
         records,
         requests=(None, app_request()),
         expect={CLIENT_SECRET, ACCESS_TOKEN, REFRESH_TOKEN, KEY, KEY_MATERIAL, CIPHERTEXT},
@@ -522,7 +522,7 @@ def test_a_malformed_key_shows_no_good_key(fake, oauth_settings, case):
 # ---- the DEBUG logs of normal operation -----------------------------------------------------
 
 
-def test_a_whole_connection_lifetime_logs_no_secret(fake, client):
+def test_a_whole_connection_lifetime_logs_no_secret(accepting, client):
     """Connect, refresh, call Jira, disconnect: every record of every logger at DEBUG, SQL
     parameters included, holds no plaintext secret."""
     client.force_login(alice())
@@ -537,11 +537,11 @@ def test_a_whole_connection_lifetime_logs_no_secret(fake, client):
         response = client.post("/atlassian/disconnect/", HTTP_HOST=HOST)
         assert response.status_code == 302
     assert not Grant.objects.exists()
-    assert fake.counts["code_exchange"] == fake.counts["refresh"] == 1
+    assert accepting.counts["code_exchange"] == accepting.counts["refresh"] == 1
     # The capture works: the HTTP client and the SQL of the round trip are in it.
     loggers = {record.name for record in records}
     assert "urllib3.connectionpool" in loggers and "django.db.backends" in loggers
-    book = SecretBook().collect(fake)
+    book = SecretBook().collect(accepting)
     kinds = {secret.kind for secret in book}
     assert {CLIENT_SECRET, ACCESS_TOKEN, REFRESH_TOKEN, CODE, KEY} <= kinds
     leaks = log_leaks("connect, refresh, API call, disconnect", records, book)

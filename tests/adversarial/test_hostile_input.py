@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.utils import timezone
 
@@ -20,31 +19,20 @@ from atlassian_oauth import refresh
 from atlassian_oauth.exceptions import TemporarilyUnavailable
 from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant, Resource
 from atlassian_oauth.testing import ADA_ACCOUNT_ID
-from demo_site.demo_data import seed
 from tests.flow_helpers import callback_params, connect, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("without_connect_redirect_url")]
 
 
 @pytest.fixture
-def alice(client):
-    seed()
-    user = get_user_model().objects.get(username="alice")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
-def accepting(fake_atlassian, settings):
-    fake_atlassian.auto_consent = "accept"
-    # Without CONNECT_REDIRECT_URL (the demo sets one) the default destination is the status page.
+def without_connect_redirect_url(settings):
+    """No CONNECT_REDIRECT_URL (the demo sets one): connect ends on the status page, the default."""
     settings.ATLASSIAN_OAUTH = {
         key: value
         for key, value in settings.ATLASSIAN_OAUTH.items()
         if key != "CONNECT_REDIRECT_URL"
     }
-    return fake_atlassian
 
 
 class Listener:
@@ -105,11 +93,11 @@ def test_a_refresh_answered_with_a_redirect_sends_nothing_to_the_location(
 
 
 def test_a_code_exchange_answered_with_a_redirect_sends_nothing_to_the_location(
-    alice, client, accepting, listener
+    alice_client, accepting, listener
 ):
-    params = callback_params(consent(start(client)))
+    params = callback_params(consent(start(alice_client)))
     accepting.inject("code_exchange", status=307, headers={"Location": listener.url + "/steal"})
-    response = finish(client, params)
+    response = finish(alice_client, params)
     assert response.status_code == 302
     assert listener.connections == 0
     assert not Connection.objects.exists()
@@ -123,9 +111,9 @@ def test_a_code_exchange_answered_with_a_redirect_sends_nothing_to_the_location(
     "next_url", ["foo", "atlassian_oauth:status", "admin:index", "javascript:alert(1)"]
 )
 def test_a_next_that_is_not_a_path_is_ignored_and_the_connection_kept(
-    alice, client, accepting, next_url
+    alice, alice_client, accepting, next_url
 ):
-    response = connect(client, next_url=next_url)
+    response = connect(alice_client, next_url=next_url)
     assert response.status_code == 302
     assert response["Location"] == "/atlassian/"
     assert Connection.objects.filter(user=alice).exists()
@@ -141,19 +129,17 @@ def test_a_next_that_is_not_a_path_is_ignored_and_the_connection_kept(
         ("/\\evil.example/", "/atlassian/"),
     ],
 )
-def test_next_accepts_paths_and_urls_on_this_host_only(
-    alice, client, accepting, next_url, expected
-):
-    response = connect(client, next_url=next_url)
+def test_next_accepts_paths_and_urls_on_this_host_only(alice_client, accepting, next_url, expected):
+    response = connect(alice_client, next_url=next_url)
     assert response["Location"] == expected
 
 
 def test_a_connect_redirect_url_that_does_not_resolve_still_redirects_after_the_commit(
-    alice, client, accepting, oauth_settings, caplog
+    alice, alice_client, accepting, oauth_settings, caplog
 ):
     oauth_settings(CONNECT_REDIRECT_URL="no-such")
     with caplog.at_level(logging.ERROR, logger="atlassian_oauth"):
-        response = connect(client)
+        response = connect(alice_client)
     assert response.status_code == 302
     assert response["Location"] == "/atlassian/"
     assert Connection.objects.filter(user=alice).exists()
@@ -163,27 +149,27 @@ def test_a_connect_redirect_url_that_does_not_resolve_still_redirects_after_the_
 # 4. One user cannot grow the tables without bound.
 
 
-def test_pending_flows_are_capped_per_user_and_the_oldest_dropped(alice, client, accepting):
+def test_pending_flows_are_capped_per_user_and_the_oldest_dropped(alice, alice_client, accepting):
     from atlassian_oauth.connect import MAX_PENDING_FLOWS
 
-    consent_urls = [start(client) for _ in range(MAX_PENDING_FLOWS + 20)]
+    consent_urls = [start(alice_client) for _ in range(MAX_PENDING_FLOWS + 20)]
     assert AuthorizationState.objects.filter(user=alice).count() == MAX_PENDING_FLOWS
-    oldest = finish(client, callback_params(consent(consent_urls[0])))
+    oldest = finish(alice_client, callback_params(consent(consent_urls[0])))
     assert not Connection.objects.exists()
     assert "connect again" in " ".join(messages_of(oldest)).lower()
-    newest = finish(client, callback_params(consent(consent_urls[-1])))
+    newest = finish(alice_client, callback_params(consent(consent_urls[-1])))
     assert newest.status_code == 302
     assert Connection.objects.filter(user=alice).exists()
 
 
-def test_pending_flows_are_capped_per_user_across_browsers(alice, client, accepting):
+def test_pending_flows_are_capped_per_user_across_browsers(alice, alice_client, accepting):
     from django.test import Client
 
     from atlassian_oauth.connect import MAX_PENDING_FLOWS
 
     second_browser = Client()
     second_browser.force_login(alice)
-    for browser in (client, second_browser):
+    for browser in (alice_client, second_browser):
         for _ in range(MAX_PENDING_FLOWS):
             start(browser)
     binding_hashes = set(AuthorizationState.objects.values_list("session_binding_hash", flat=True))
@@ -193,15 +179,15 @@ def test_pending_flows_are_capped_per_user_across_browsers(alice, client, accept
     assert AuthorizationState.objects.count() == MAX_PENDING_FLOWS
 
 
-def test_repeated_identical_failures_collapse_into_one_event_with_a_count(alice, client):
+def test_repeated_identical_failures_collapse_into_one_event_with_a_count(alice_client):
     for _ in range(40):
-        response = finish(client, {"state": "forged", "code": "whatever"})
+        response = finish(alice_client, {"state": "forged", "code": "whatever"})
         assert response.status_code == 302
     failures = Event.objects.filter(kind=Event.Kind.CONNECT_FAILED)
     assert failures.count() == 1
     assert failures.get().details["count"] == 40
     # A different failure is a new event.
-    finish(client, {"state": "", "code": "whatever"})
+    finish(alice_client, {"state": "", "code": "whatever"})
     assert failures.count() == 2
 
 
@@ -226,10 +212,10 @@ HOSTILE_RESOURCES = [
 ]
 
 
-def test_hostile_resource_urls_are_not_stored_and_not_rendered_as_links(alice, client, accepting):
+def test_hostile_resource_urls_are_not_stored_and_not_rendered_as_links(alice_client, accepting):
     accepting.add_account(ADA_ACCOUNT_ID, "ada@example.com", "Ada", HOSTILE_RESOURCES)
     accepting.consent_account_id = ADA_ACCOUNT_ID
-    connect(client)
+    connect(alice_client)
     stored = {r.cloud_id: r for r in Resource.objects.all()}
     assert set(stored) == {"cloud-js", "cloud-http", "cloud-ok", "cloud-host"}  # sites kept
     assert stored["cloud-js"].url == ""
@@ -238,20 +224,20 @@ def test_hostile_resource_urls_are_not_stored_and_not_rendered_as_links(alice, c
     assert stored["cloud-host"].url == ""
     assert stored["cloud-ok"].url == "https://good.atlassian.net"
     assert stored["cloud-ok"].avatar_url == "https://avatar.example/a.png"
-    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
+    page = alice_client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert "javascript:" not in page
     assert 'href="http://' not in page
     assert 'href="https://good.atlassian.net"' in page
 
 
-def test_a_resource_url_written_around_the_client_is_not_a_link(alice, client, fake_atlassian):
+def test_a_resource_url_written_around_the_client_is_not_a_link(alice_client, fake_atlassian):
     grant = connected_grant(fake_atlassian)
     Resource.objects.filter(grant=grant).update(url="javascript:alert(1)")
-    page = client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
+    page = alice_client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
     assert 'href="javascript:' not in page
 
 
-def test_overlong_profile_and_resource_fields_do_not_break_the_callback(alice, client, accepting):
+def test_overlong_profile_and_resource_fields_do_not_break_the_callback(alice_client, accepting):
     accepting.add_account(
         ADA_ACCOUNT_ID,
         "not-an-email-" + "x" * 400,
@@ -259,7 +245,7 @@ def test_overlong_profile_and_resource_fields_do_not_break_the_callback(alice, c
         [{"id": "cloud-long", "name": "L" * 1000, "url": "https://long.atlassian.net"}],
     )
     accepting.consent_account_id = ADA_ACCOUNT_ID
-    response = connect(client)
+    response = connect(alice_client)
     assert response.status_code == 302
     grant = Grant.objects.get()
     assert grant.account_email == ""
@@ -301,24 +287,23 @@ def test_a_hostile_retry_after_backs_off_an_hour_at_most(fake_atlassian):
 # 7. The audit log cannot be deleted from the admin, by anyone.
 
 
-def test_a_superuser_cannot_delete_events_in_the_admin(client, fake_atlassian):
-    seed()
-    admin = get_user_model().objects.get(username="admin")
-    assert admin.is_superuser
-    client.force_login(admin)
+def test_a_superuser_cannot_delete_events_in_the_admin(
+    admin_user, admin_client, sites, fake_atlassian
+):
+    assert admin_user.is_superuser
     connected_grant(fake_atlassian)
     event = Event.objects.create(kind=Event.Kind.CONNECTED, actor=Event.Actor.USER, message="x")
     count = Event.objects.count()
-    changelist = client.get("/admin/atlassian_oauth/event/", HTTP_HOST="localhost")
+    changelist = admin_client.get("/admin/atlassian_oauth/event/", HTTP_HOST="localhost")
     assert changelist.status_code == 200
     assert 'value="delete_selected"' not in changelist.content.decode()
-    response = client.post(
+    response = admin_client.post(
         "/admin/atlassian_oauth/event/",
         {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"},
         HTTP_HOST="localhost",
     )
     assert response.status_code in (200, 302)
-    delete_page = client.post(
+    delete_page = admin_client.post(
         f"/admin/atlassian_oauth/event/{event.pk}/delete/", {"post": "yes"}, HTTP_HOST="localhost"
     )
     assert delete_page.status_code == 403
@@ -329,11 +314,11 @@ def test_a_superuser_cannot_delete_events_in_the_admin(client, fake_atlassian):
 
 
 def test_a_callback_for_another_app_than_the_sites_is_refused_before_any_exchange(
-    alice, client, accepting, oauth_settings
+    alice_client, accepting, oauth_settings
 ):
-    params = callback_params(consent(start(client)))
+    params = callback_params(consent(start(alice_client)))
     oauth_settings(CLIENT_ID="another-app")
-    response = finish(client, params)
+    response = finish(alice_client, params)
     assert response.status_code == 302
     assert accepting.counts.get("code_exchange", 0) == 0
     assert not Connection.objects.exists()
