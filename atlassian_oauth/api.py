@@ -26,7 +26,7 @@ from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
 # oauthlib ships no type hints (setup.cfg lets requests_oauthlib off the same way).
-from oauthlib.oauth2 import InsecureTransportError  # type: ignore[import-untyped]
+from oauthlib.oauth2 import InsecureTransportError
 from requests_oauthlib import OAuth2Session
 
 from . import client, refresh

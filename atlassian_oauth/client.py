@@ -31,7 +31,7 @@ from django.core.validators import URLValidator, validate_email
 from django.views.decorators.debug import sensitive_variables
 
 # oauthlib ships no type hints (setup.cfg lets requests_oauthlib off the same way).
-from oauthlib.oauth2 import (  # type: ignore[import-untyped]
+from oauthlib.oauth2 import (
     InsecureTransportError,
     OAuth2Error,
     is_secure_transport,
