@@ -22,6 +22,7 @@ from atlassian_oauth import exceptions, refresh
 from atlassian_oauth.conf import conf
 from atlassian_oauth.exceptions import AtlassianOAuthError
 from atlassian_oauth.models import Event, Grant
+from atlassian_oauth.refresh import backoff_seconds
 from atlassian_oauth.testing import (
     ADA_ACCOUNT_ID,
     DEFAULT_CLIENT_ID,
@@ -46,11 +47,11 @@ WRONG_SECRET = "wrong-client-secret-3f9c"
 SLACK = 2.0
 
 
-@pytest.fixture
-def fake(fake_atlassian: FakeAtlassian, oauth_settings: Any) -> FakeAtlassian:
+@pytest.fixture(autouse=True)
+def retry_backoff_of_base(oauth_settings: Any) -> None:
+    """RETRY_BACKOFF is BASE; the sites cache holds no site of an earlier test."""
     oauth_settings(RETRY_BACKOFF=BASE)
     Site.objects.clear_cache()
-    return fake_atlassian
 
 
 def status_page(client: Any) -> str:
@@ -113,19 +114,19 @@ DEAD = {
 
 
 @pytest.mark.parametrize("case", list(DEAD), ids=list(DEAD))
-def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
+def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake_atlassian, client, case):
     make_dead, error_code = DEAD[case]
-    grant = connected_grant(fake)
-    make_dead(fake, grant)
+    grant = connected_grant(fake_atlassian)
+    make_dead(fake_atlassian, grant)
     grant.refresh_from_db()
     expire(grant)
     before = stored_tokens(grant.pk)
-    refreshes_before = fake.counts["refresh"]
+    refreshes_before = fake_atlassian.counts["refresh"]
 
     with captured_signals() as calls, pytest.raises(exceptions.ReconnectRequired):
         beat(grant.pk)
 
-    assert fake.counts["refresh"] == refreshes_before + 1
+    assert fake_atlassian.counts["refresh"] == refreshes_before + 1
     stored = Grant.objects.get(pk=grant.pk)
     assert stored.status == Grant.Status.NEEDS_RECONNECT
     assert error_code in stored.last_error
@@ -142,14 +143,14 @@ def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
     assert error_code in kwargs["error"] and kwargs["actor"] == Event.Actor.BEAT
 
     # Never retried: not by the beat, not by application code, not with a stale version.
-    counts = fake.counts
+    counts = fake_atlassian.counts
     with captured_signals() as again:
         for actor in (Event.Actor.BEAT, Event.Actor.APPLICATION):
             with pytest.raises(exceptions.ReconnectRequired):
                 refresh.ensure_fresh(grant.pk, actor=actor)
         with pytest.raises(exceptions.ReconnectRequired):
             refresh.ensure_fresh(grant.pk, actor=actor, stale_version=stored.version)
-    assert fake.counts == counts
+    assert fake_atlassian.counts == counts
     assert again == []
     assert Event.objects.count() == 1
     assert stored_tokens(grant.pk) == before
@@ -160,8 +161,10 @@ def test_a_dead_grant_needs_reconnect_and_is_never_retried(fake, client, case):
 # ---- 401 access_denied: a wrong client secret is a configuration error --------------------
 
 
-def test_a_wrong_client_secret_is_a_configuration_error(fake, oauth_settings, client, caplog):
-    grant = connected_grant(fake)
+def test_a_wrong_client_secret_is_a_configuration_error(
+    fake_atlassian, oauth_settings, client, caplog
+):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
     before = stored_tokens(grant.pk)
     oauth_settings(CLIENT_SECRET=WRONG_SECRET)
@@ -169,7 +172,10 @@ def test_a_wrong_client_secret_is_a_configuration_error(fake, oauth_settings, cl
     with captured_signals() as calls:
         error, started, ended = fail_transiently(grant.pk)
 
-    assert fake.requests_log[-1]["kind"] == "refresh" and fake.requests_log[-1]["status"] == 401
+    assert (
+        fake_atlassian.requests_log[-1]["kind"] == "refresh"
+        and fake_atlassian.requests_log[-1]["status"] == 401
+    )
     stored = Grant.objects.get(pk=grant.pk)
     assert stored.status == Grant.Status.ACTIVE  # the user is not blamed
     assert "configuration" in stored.last_error.lower()
@@ -197,13 +203,15 @@ def test_a_wrong_client_secret_is_a_configuration_error(fake, oauth_settings, cl
     assert Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE
 
 
-def test_missing_app_credentials_are_a_configuration_error_without_http(fake, oauth_settings):
-    grant = connected_grant(fake)
+def test_missing_app_credentials_are_a_configuration_error_without_http(
+    fake_atlassian, oauth_settings
+):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
     before = stored_tokens(grant.pk)
     oauth_settings(CLIENT_SECRET="")
     error, _, _ = fail_transiently(grant.pk)
-    assert fake.counts["refresh"] == 0
+    assert fake_atlassian.counts["refresh"] == 0
     stored = Grant.objects.get(pk=grant.pk)
     assert stored.status == Grant.Status.ACTIVE and "configuration" in stored.last_error
     assert error.retry_after is not None and error.retry_after >= 3600 - SLACK
@@ -211,10 +219,10 @@ def test_missing_app_credentials_are_a_configuration_error_without_http(fake, oa
     assert stored_tokens(grant.pk) == before
 
 
-def test_a_transient_failure_is_not_flagged_as_configuration(fake):
-    grant = connected_grant(fake)
+def test_a_transient_failure_is_not_flagged_as_configuration(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
-    fake.inject(kind="refresh", status=500)
+    fake_atlassian.inject(kind="refresh", status=500)
     fail_transiently(grant.pk)
     assert Event.objects.get().details["configuration"] is False
 
@@ -270,18 +278,20 @@ def assert_scheduled(
 
 
 @pytest.mark.parametrize("case", list(TRANSIENT), ids=list(TRANSIENT))
-def test_a_transient_failure_keeps_the_tokens_and_backs_off(fake, oauth_settings, client, case):
+def test_a_transient_failure_keeps_the_tokens_and_backs_off(
+    fake_atlassian, oauth_settings, client, case
+):
     row = TRANSIENT[case]
     oauth_settings(**row.options)
-    grant = connected_grant(fake)
+    grant = connected_grant(fake_atlassian)
     expire(grant)
     before = stored_tokens(grant.pk)
-    fake.inject(kind="refresh", **row.fault)
+    fake_atlassian.inject(kind="refresh", **row.fault)
 
     with captured_signals() as calls:
         error, started, ended = fail_transiently(grant.pk)
 
-    assert fake.counts["refresh"] == 1
+    assert fake_atlassian.counts["refresh"] == 1
     stored = assert_scheduled(
         grant.pk, error, started, ended, failures=1, retry_after=row.retry_after
     )
@@ -306,96 +316,110 @@ def test_a_transient_failure_keeps_the_tokens_and_backs_off(fake, oauth_settings
     assert RECONNECT_BUTTON not in status_page(client)
 
 
-@pytest.mark.parametrize("case", list(TRANSIENT), ids=list(TRANSIENT))
-def test_the_backoff_doubles_with_each_failure(fake, oauth_settings, case):
-    row = TRANSIENT[case]
-    oauth_settings(**row.options)
-    grant = connected_grant(fake)
+def test_each_failure_schedules_the_next_refresh_from_backoff_seconds(fake_atlassian, monkeypatch):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
     before = stored_tokens(grant.pk)
-    fake.inject(kind="refresh", times=2, **row.fault)
+    fake_atlassian.inject(kind="refresh", status=503, headers={"Retry-After": "120"}, times=2)
+    delays: list[tuple[int, float | None, float]] = []
 
-    error, started, ended = fail_transiently(grant.pk)
-    assert_scheduled(grant.pk, error, started, ended, failures=1, retry_after=row.retry_after)
-    Grant.objects.filter(pk=grant.pk).update(next_refresh_at=timezone.now() - timedelta(seconds=1))
-    error, started, ended = fail_transiently(grant.pk)
-    assert_scheduled(grant.pk, error, started, ended, failures=2, retry_after=row.retry_after)
+    def recorded(failures: int, retry_after: float | None = None) -> float:
+        delay = backoff_seconds(failures, retry_after)
+        delays.append((failures, retry_after, delay))
+        return delay
 
-    assert fake.counts["refresh"] == 2
+    monkeypatch.setattr(refresh, "backoff_seconds", recorded)
+    for failures in (1, 2):
+        Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None)
+        error, started, ended = fail_transiently(grant.pk)
+        assert delays[-1][:2] == (failures, 120.0)
+        delay = delays[-1][2]
+        assert error.retry_after == pytest.approx(delay, abs=SLACK)
+        stored = Grant.objects.get(pk=grant.pk)
+        assert stored.refresh_failures == failures
+        assert stored.next_refresh_at is not None
+        assert started + timedelta(seconds=delay) <= stored.next_refresh_at
+        assert stored.next_refresh_at <= ended + timedelta(seconds=delay)
+
+    assert fake_atlassian.counts["refresh"] == 2
     assert stored_tokens(grant.pk) == before
     events = Event.objects.order_by("pk")
     assert [e.details["failures"] for e in events] == [1, 2]
 
 
-def test_the_backoff_is_capped(fake, oauth_settings):
+# ---- backoff_seconds: the arithmetic, without HTTP ------------------------------------------
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3, 4, 5])
+def test_the_backoff_doubles_with_each_failure(failures):
+    low, high = bounds(failures, None)
+    for _ in range(50):
+        assert low <= backoff_seconds(failures) <= high
+
+
+@pytest.mark.parametrize("failures", [1, 2, 5])
+def test_the_backoff_is_never_below_retry_after(failures):
+    low, high = bounds(failures, 120.0)
+    for _ in range(50):
+        assert low <= backoff_seconds(failures, 120.0) <= high
+
+
+def test_the_backoff_is_capped(oauth_settings):
     oauth_settings(RETRY_BACKOFF_MAX=40.0)
-    grant = connected_grant(fake)
-    expire(grant)
-    fake.inject(kind="refresh", status=500, times=3)
-    for _ in range(3):
-        Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None)
-        error, _, _ = fail_transiently(grant.pk)
-        assert error.retry_after is not None and error.retry_after <= 40.0
-    assert Grant.objects.get(pk=grant.pk).refresh_failures == 3
+    for failures in range(1, 12):
+        assert backoff_seconds(failures) <= 40.0
 
 
-def test_jitter_spreads_the_retries(fake):
-    grant = connected_grant(fake)
-    delays = set()
-    for _ in range(8):
-        expire(grant)
-        Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None, refresh_failures=0)
-        fake.inject(kind="refresh", status=500)
-        error, _, _ = fail_transiently(grant.pk)
-        assert error.retry_after is not None and BASE / 2 <= error.retry_after <= BASE
-        delays.add(round(error.retry_after, 3))
+def test_jitter_spreads_the_retries():
+    delays = {round(backoff_seconds(1), 3) for _ in range(8)}
+    assert all(BASE / 2 <= delay <= BASE for delay in delays)
     assert len(delays) > 1
 
 
 # ---- while backing off ----------------------------------------------------------------------
 
 
-def test_in_backoff_the_still_valid_old_token_is_returned_without_http(fake):
-    grant = connected_grant(fake, expires_in=100)  # inside the 300 s margin: due
+def test_in_backoff_the_still_valid_old_token_is_returned_without_http(fake_atlassian):
+    grant = connected_grant(fake_atlassian, expires_in=100)  # inside the 300 s margin: due
     assert conf.REFRESH_MARGIN == 300
-    fake.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
+    fake_atlassian.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
     with pytest.raises(exceptions.TemporarilyUnavailable):
         beat(grant.pk)
-    counts = fake.counts
+    counts = fake_atlassian.counts
 
     with captured_signals() as calls:
         for actor in (Event.Actor.BEAT, Event.Actor.APPLICATION):
             token = refresh.ensure_fresh(grant.pk, actor=actor)
             assert token.access_token == grant.access_token
 
-    assert fake.counts == counts
+    assert fake_atlassian.counts == counts
     assert calls == []
     assert Event.objects.count() == 1
     assert Grant.objects.get(pk=grant.pk).refresh_failures == 1
 
 
-def test_in_backoff_an_expired_token_raises_without_http(fake):
-    grant = connected_grant(fake)
+def test_in_backoff_an_expired_token_raises_without_http(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
-    fake.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
+    fake_atlassian.inject(kind="refresh", status=503, headers={"Retry-After": "120"})
     with pytest.raises(exceptions.TemporarilyUnavailable):
         beat(grant.pk)
-    counts = fake.counts
+    counts = fake_atlassian.counts
 
     with captured_signals() as calls, pytest.raises(exceptions.TemporarilyUnavailable) as caught:
         beat(grant.pk)
 
     assert caught.value.retry_after is not None and 110 <= caught.value.retry_after <= 120
-    assert fake.counts == counts
+    assert fake_atlassian.counts == counts
     assert calls == []
     assert Event.objects.count() == 1
     assert Grant.objects.get(pk=grant.pk).refresh_failures == 1
 
 
-def test_a_success_after_failures_clears_the_backoff(fake):
-    grant = connected_grant(fake)
+def test_a_success_after_failures_clears_the_backoff(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
-    fake.inject(kind="refresh", status=500, times=2)
+    fake_atlassian.inject(kind="refresh", status=500, times=2)
     for _ in range(2):
         fail_transiently(grant.pk)
         Grant.objects.filter(pk=grant.pk).update(next_refresh_at=timezone.now())
@@ -418,10 +442,10 @@ def test_a_success_after_failures_clears_the_backoff(fake):
 # ---- a refresh response without refresh_token -----------------------------------------------
 
 
-def test_a_response_without_refresh_token_keeps_the_old_one(fake):
-    grant = connected_grant(fake)
+def test_a_response_without_refresh_token_keeps_the_old_one(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
     expire(grant)
-    fake.refresh_omits_refresh_token = True
+    fake_atlassian.refresh_omits_refresh_token = True
 
     with captured_signals() as calls:
         token = beat(grant.pk)
@@ -438,13 +462,13 @@ def test_a_response_without_refresh_token_keeps_the_old_one(fake):
     expire(grant)
     beat(grant.pk)
     assert Grant.objects.get(pk=grant.pk).refresh_token == grant.refresh_token
-    fake.refresh_omits_refresh_token = False
+    fake_atlassian.refresh_omits_refresh_token = False
     expire(grant)
     beat(grant.pk)
     final = Grant.objects.get(pk=grant.pk)
     assert final.refresh_token != grant.refresh_token
     assert final.status == Grant.Status.ACTIVE
-    assert fake.counts["refresh"] == 3
+    assert fake_atlassian.counts["refresh"] == 3
     rotated = [e.details["rotated"] for e in Event.objects.order_by("pk")]
     assert rotated == [False, False, True]
 
@@ -483,11 +507,11 @@ OUTCOMES: dict[str, tuple[Callable[..., type[Exception] | None], Event.Kind, set
 
 @pytest.mark.parametrize("outcome", list(OUTCOMES))
 @pytest.mark.parametrize("actor", [Event.Actor.BEAT, Event.Actor.APPLICATION])
-def test_every_outcome_writes_one_event_and_fires_one_signal(fake, outcome, actor):
+def test_every_outcome_writes_one_event_and_fires_one_signal(fake_atlassian, outcome, actor):
     arrange, kind, arguments = OUTCOMES[outcome]
-    grant = connected_grant(fake)
+    grant = connected_grant(fake_atlassian)
     expire(grant)
-    raises = arrange(fake, grant)
+    raises = arrange(fake_atlassian, grant)
 
     with captured_signals() as calls:
         if raises is None:
@@ -515,9 +539,11 @@ def test_every_outcome_writes_one_event_and_fires_one_signal(fake, outcome, acto
 # ---- no secret anywhere ---------------------------------------------------------------------
 
 
-def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, oauth_settings, caplog):
+def test_no_token_or_secret_leaks_into_events_logs_or_errors(
+    fake_atlassian, oauth_settings, caplog
+):
     caplog.set_level(logging.DEBUG)
-    grant = connected_grant(fake)
+    grant = connected_grant(fake_atlassian)
     seen: set[str] = set()
     errors: list[str] = []
 
@@ -540,17 +566,17 @@ def test_no_token_or_secret_leaks_into_events_logs_or_errors(fake, oauth_setting
         remember()
 
     attempt()  # refreshed (rotated)
-    fake.refresh_omits_refresh_token = True
+    fake_atlassian.refresh_omits_refresh_token = True
     attempt()  # refreshed (not rotated)
-    fake.refresh_omits_refresh_token = False
+    fake_atlassian.refresh_omits_refresh_token = False
     for fault in TRANSIENT.values():
         oauth_settings(HTTP_TIMEOUT=0.3)
-        fake.inject(kind="refresh", **fault.fault)
+        fake_atlassian.inject(kind="refresh", **fault.fault)
         attempt()
     oauth_settings(CLIENT_SECRET=WRONG_SECRET)
     attempt()  # configuration error
     oauth_settings(CLIENT_SECRET=DEFAULT_CLIENT_SECRET)
-    fake.revoke_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
+    fake_atlassian.revoke_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID)
     attempt()  # needs reconnect
     attempt()  # refused without HTTP
 
