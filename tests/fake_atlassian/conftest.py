@@ -1,4 +1,4 @@
-"""Fixtures for the fake Atlassian's own tests: one server per session, reset for each test."""
+"""Fixtures for the fake Atlassian's own tests, built on the plugin's ``fake_atlassian``."""
 
 from __future__ import annotations
 
@@ -100,18 +100,6 @@ class OAuth:
         )
 
 
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[FakeAtlassian]:
-    with FakeAtlassian() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(fake_server: FakeAtlassian) -> FakeAtlassian:
-    fake_server.reset()
-    return fake_server
-
-
 @pytest.fixture
 def http() -> Iterator[requests.Session]:
     session = requests.Session()
@@ -121,5 +109,5 @@ def http() -> Iterator[requests.Session]:
 
 
 @pytest.fixture
-def oauth(fake: FakeAtlassian, http: requests.Session) -> OAuth:
-    return OAuth(fake, http)
+def oauth(fake_atlassian: FakeAtlassian, http: requests.Session) -> OAuth:
+    return OAuth(fake_atlassian, http)

@@ -161,15 +161,15 @@ def test_reset_returns_to_the_initial_state(oauth: OAuth) -> None:
     assert oauth.authorize().status_code == 200
 
 
-def test_settings_are_validated(fake: FakeAtlassian) -> None:
+def test_settings_are_validated(fake_atlassian: FakeAtlassian) -> None:
     with pytest.raises(ValueError):
-        fake.auto_consent = "maybe"
+        fake_atlassian.auto_consent = "maybe"
     with pytest.raises(ValueError):
-        fake.invalid_refresh_error = "server_error"
+        fake_atlassian.invalid_refresh_error = "server_error"
     with pytest.raises(ValueError):
-        fake.access_token_lifetime = 0
+        fake_atlassian.access_token_lifetime = 0
     with pytest.raises(ValueError):
-        fake.consent_account_id = "nobody"
+        fake_atlassian.consent_account_id = "nobody"
 
 
 def test_start_stop_and_port_zero(http: requests.Session) -> None:
