@@ -6,14 +6,12 @@ from datetime import timedelta
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.utils import timezone
 
 from atlassian_oauth import client, exceptions, refresh
 from atlassian_oauth.api import get_session
 from atlassian_oauth.models import Event, Grant
-from demo_site.demo_data import seed
 from tests.flow_helpers import callback_params, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant, expire, set_stored_tokens
 
@@ -21,10 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice_session(fake_atlassian):
-    seed()
+def alice_session(sites, alice, fake_atlassian):
     grant = connected_grant(fake_atlassian)
-    alice = get_user_model().objects.get(username="alice")
     return grant, get_session(alice, Site.objects.get(domain="localhost"))
 
 
@@ -119,10 +115,8 @@ def test_a_huge_expires_in_is_capped(fake_atlassian):
     assert stored.access_token_expires_at < timezone.now() + timedelta(seconds=86401)
 
 
-def test_invalid_grant_on_the_code_exchange_means_start_again(client, fake_atlassian):
-    seed()
-    client.force_login(get_user_model().objects.get(username="alice"))
-    fake_atlassian.auto_consent = "accept"
+def test_invalid_grant_on_the_code_exchange_means_start_again(alice_client, accepting):
+    client, fake_atlassian = alice_client, accepting
     params = callback_params(consent(start(client)))
     fake_atlassian.inject(
         kind="code_exchange", status=400, body={"error": "invalid_grant", "error_description": "x"}
@@ -132,10 +126,8 @@ def test_invalid_grant_on_the_code_exchange_means_start_again(client, fake_atlas
     assert Event.objects.get(kind=Event.Kind.CONNECT_FAILED).details["reason"] == "invalid_code"
 
 
-def test_an_overlong_next_is_dropped_not_a_500(client, fake_atlassian):
-    seed()
-    client.force_login(get_user_model().objects.get(username="alice"))
-    fake_atlassian.auto_consent = "accept"
+def test_an_overlong_next_is_dropped_not_a_500(alice_client, accepting):
+    client = alice_client
     response = client.get("/atlassian/connect/", {"next": "/" + "x" * 2040}, HTTP_HOST="localhost")
     assert response.status_code == 302
     response = finish(client, callback_params(consent(response["Location"])))
