@@ -207,7 +207,7 @@ def _via_ensure_fresh(grant: Grant, monkeypatch: Any) -> BaseException:
 def _via_task(grant: Grant, monkeypatch: Any) -> BaseException:
     """The beat's task, run eagerly. It never raises (the outcome says what happened), so the
     exception is taken from ensure_fresh as the task's sweep catches it: its traceback then
-    runs from ``sweep.refresh_grant`` down, as a reporter hooked there would see it."""
+    runs from ``sweep.refresh_if_due`` down, as a reporter hooked there would see it."""
     caught: list[BaseException] = []
     real = refresh.ensure_fresh
 

@@ -5,7 +5,7 @@ Thirty grants hold tokens the fake really issued. Three of them Atlassian kills 
 ``invalid_grant``, three with ``unauthorized_client``; the other 24 must survive, while the test
 makes refreshes due and injects, in turn:
 
-A. every error kind of ATLASSIAN.md's table on the token endpoint (503 and 429 with Retry-After,
+A. every error kind of docs/atlassian.md's table on the token endpoint (503 and 429 with Retry-After,
    500, 502, a 200 that is not JSON, a 200 without an access token, an answer slower than the
    HTTP timeout before and after rotating, a dropped connection; then 401 access_denied, the
    wrong-client-secret answer);
