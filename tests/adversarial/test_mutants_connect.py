@@ -18,7 +18,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from atlassian_oauth import connect, signals
-from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant
+from atlassian_oauth.models import AtlassianApp, AuthorizationState, Connection, Event, Grant
 from demo_site.demo_data import seed
 from tests.flow_helpers import callback_params, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant
@@ -236,3 +236,21 @@ def test_an_unused_grant_has_its_secrets_wiped_before_its_row_is_deleted(fake_at
     assert wipes, f"no UPDATE wiped both tokens of the grant: {sql}"
     assert deletes and wipes[0] < deletes[0], "the row was deleted before its secrets were wiped"
     assert not Grant.objects.filter(pk=grant.pk).exists()
+
+
+def test_a_site_with_its_own_app_connects_through_that_app(alice, client, fake_atlassian):
+    fake_atlassian.register_app("tenant-app", "tenant-secret")
+    site = Site.objects.get(domain="localhost")
+    AtlassianApp.objects.create(
+        site=site,
+        client_id="tenant-app",
+        client_secret="tenant-secret",
+        scopes="read:jira-work read:me offline_access",
+        callback_url="http://localhost/atlassian/callback/",
+    )
+    consent_url = start(client)
+    assert "client_id=tenant-app" in consent_url
+    finish(client, callback_params(consent(consent_url)))
+
+    connection = Connection.objects.select_related("grant").get(user=alice, site=site)
+    assert connection.grant.client_id == "tenant-app"

@@ -116,3 +116,25 @@ def test_rotation_moves_a_token_that_code_set_to_the_first_key(fake_atlassian, s
     again = Grant.objects.get(pk=grant.pk)
     assert again.access_token == "set by code"
     assert key_id_of(str(Grant._meta.get_field("access_token").sealed_value(again))) == "new"
+
+
+@pytest.mark.django_db
+def test_a_saved_instance_still_reads_its_tokens(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    loaded = Grant.objects.get(pk=grant.pk)  # ciphertexts, not read yet
+    loaded.save()
+    assert loaded.access_token == grant.access_token
+    assert loaded.refresh_token == grant.refresh_token
+
+
+@pytest.mark.django_db
+def test_loaddata_of_a_model_without_encrypted_fields_works(tmp_path):
+    from django.contrib.sites.models import Site
+    from django.core import serializers
+    from django.core.management import call_command
+
+    fixture = tmp_path / "sites.json"
+    site = Site(pk=4242, domain="fixture.example", name="fixture")
+    fixture.write_text(serializers.serialize("json", [site]))
+    call_command("loaddata", str(fixture), verbosity=0)
+    assert Site.objects.get(pk=4242).domain == "fixture.example"

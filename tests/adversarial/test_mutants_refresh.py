@@ -27,8 +27,11 @@ LEASE = 1.0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_late_dead_grant_answer_does_not_kill_the_grant_another_worker_refreshes(
-    fake_atlassian, settings
+@pytest.mark.parametrize(
+    ("status", "body"), [(403, DEAD_BODY), (503, None)], ids=["invalid_grant", "unavailable"]
+)
+def test_a_late_refusal_does_not_mark_the_grant_another_worker_refreshes(
+    fake_atlassian, settings, status, body
 ):
     settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_LOCK_TIMEOUT": LEASE}
     grant = connected_grant(fake_atlassian)
@@ -36,7 +39,7 @@ def test_a_late_dead_grant_answer_does_not_kill_the_grant_another_worker_refresh
     before = Grant.objects.get(pk=grant.pk)
     # The first worker's refresh is refused, but only after its lease has run out; the second
     # worker's refresh succeeds and its answer arrives after that refusal.
-    fake_atlassian.inject(kind="refresh", status=403, body=DEAD_BODY, delay=2.5)
+    fake_atlassian.inject(kind="refresh", status=status, body=body, delay=2.5)
     fake_atlassian.inject(kind="refresh", delay_after=2.5)
     late: dict[str, Any] = {}
 
@@ -71,7 +74,10 @@ def test_a_late_dead_grant_answer_does_not_kill_the_grant_another_worker_refresh
     assert stored.version == before.version + 1
     assert stored.access_token == second.access_token
     assert stored.refresh_token != before.refresh_token
-    assert not Event.objects.filter(kind=Event.Kind.NEEDS_RECONNECT).exists()
+    assert stored.refresh_failures == 0 and stored.next_refresh_at is None
+    assert not Event.objects.filter(
+        kind__in=[Event.Kind.NEEDS_RECONNECT, Event.Kind.REFRESH_FAILED]
+    ).exists(), "the stale refusal was logged against the grant"
 
 
 @pytest.mark.django_db
@@ -93,6 +99,8 @@ def test_marking_a_grant_dead_moves_its_version_once_and_clears_its_schedule(fak
     assert dead.version == before.version + 1
     assert dead.next_refresh_at is None, "a dead grant keeps a retry time"
     assert "invalid_grant" in dead.last_error or "Unknown or invalid" in dead.last_error
+    event = Event.objects.get(kind=Event.Kind.NEEDS_RECONNECT)
+    assert "reconnect" in event.message and event.details["error"]
     assert dead.refresh_token == before.refresh_token  # nothing to keep, nothing lost
 
 
@@ -110,3 +118,104 @@ def test_the_fallback_token_is_never_a_dead_or_missing_or_expired_grants(fake_at
     assert refresh.still_valid_token(grant.pk) is None
 
     assert refresh.still_valid_token(grant.pk + 1000) is None
+
+
+# ---- the branches that hand out the current token instead of refreshing ----------------------
+
+
+def later(seconds: float):
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+@pytest.mark.django_db
+def test_a_grant_without_a_refresh_token_serves_its_token_until_it_expires(fake_atlassian):
+    grant = connected_grant(fake_atlassian, expires_in=120)  # inside REFRESH_MARGIN (300 s)
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NO_REFRESH_TOKEN)
+
+    token = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    assert token.access_token == grant.access_token
+    with pytest.raises(exceptions.ReconnectRequired, match="offline_access"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.APPLICATION, stale_version=token.version)
+    expire(grant)
+    with pytest.raises(exceptions.ReconnectRequired, match="offline_access"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+@pytest.mark.django_db
+def test_a_grant_in_backoff_serves_its_token_while_it_lasts(fake_atlassian):
+    grant = connected_grant(fake_atlassian, expires_in=120)
+    Grant.objects.filter(pk=grant.pk).update(next_refresh_at=later(30), refresh_failures=1)
+
+    token = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    assert token.access_token == grant.access_token
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="backing off"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.APPLICATION, stale_version=token.version)
+    expire(grant)
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="backing off") as waiting:
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    assert waiting.value.retry_after is not None and 25 < waiting.value.retry_after <= 30
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+@pytest.mark.django_db
+def test_a_caller_that_waited_out_another_workers_lease_gets_the_current_token(fake_atlassian):
+    grant = connected_grant(fake_atlassian, expires_in=120)
+    Grant.objects.filter(pk=grant.pk).update(
+        refresh_lock_token="another-worker", refresh_lock_until=later(60)
+    )
+
+    started = time.monotonic()
+    token = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, wait=0.3)
+    assert token.access_token == grant.access_token
+    expire(grant)
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="taking too long") as waiting:
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, wait=0.3)
+    assert time.monotonic() - started < 5, "the caller did not stop waiting after `wait`"
+    assert waiting.value.retry_after is not None and waiting.value.retry_after > 0
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+@pytest.mark.django_db
+def test_a_claimed_refresh_that_finds_the_work_done_calls_nobody(fake_atlassian):
+    """The race ``ensure_fresh`` re-reads for: between its first look and its claim, another
+    worker refreshed. Driven one step at a time, as the interleaving is not schedulable."""
+    grant = connected_grant(fake_atlassian)  # fresh: another worker just refreshed it
+    current = Grant.objects.get(pk=grant.pk)
+    for stale_version in (None, current.version - 1):
+        lease = refresh._claim(grant.pk)
+        assert lease is not None
+        token = refresh._refresh_claimed(
+            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=stale_version
+        )
+        assert token.access_token == current.access_token
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+    assert Grant.objects.get(pk=grant.pk).refresh_lock_token == ""
+
+
+@pytest.mark.django_db
+def test_releasing_a_lease_that_ran_out_leaves_the_next_workers_lease(fake_atlassian, settings):
+    grant = connected_grant(fake_atlassian)
+    first = refresh._claim(grant.pk)
+    assert first is not None
+    Grant.objects.filter(pk=grant.pk).update(refresh_lock_until=timezone.now())  # ran out
+    second = refresh._claim(grant.pk)
+    assert second is not None and second != first
+
+    refresh._release(grant.pk, first)
+    held = Grant.objects.get(pk=grant.pk)
+    assert held.refresh_lock_token == second and held.refresh_lock_until is not None
+    assert refresh._claim(grant.pk) is None, "a third worker could claim the grant"
+
+
+@pytest.mark.django_db
+def test_a_failed_refresh_is_logged_with_atlassians_answer(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    fake_atlassian.inject(kind="refresh", status=503)
+    with pytest.raises(exceptions.TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    event = Event.objects.get(kind=Event.Kind.REFRESH_FAILED)
+    assert event.message.startswith("Refresh failed (1 in a row); retrying in ")
+    assert event.details["error"] and event.details["error"] != "None"
+    assert event.details["failures"] == 1
