@@ -271,6 +271,8 @@ def _save_connection(
         "next_refresh_at": None,
         "refresh_failures": 0,
         "last_error": "" if has_refresh_token else "no_refresh_token",
+        "last_failure": Grant.Failure.NONE,
+        "state_changed_at": now,
     }
     # One row per (app, account): a reconnect, or the same account from another user or site,
     # updates the one grant in place, so two copies of a refresh token never exist.

@@ -1,4 +1,8 @@
-"""One judgement of a grant's health, shared by the status page, admin and the status command."""
+"""One judgement of a grant's health, shared by the status page, admin and the status command.
+
+The state comes from the one rule in SQL (``models.health_expression``); this module says what
+it means: a level, a label, advice for the user, advice for admins, and since when it holds.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
+from django.utils.timesince import timeuntil
 from django.utils.translation import gettext_lazy as _
 
+from .conf import conf
 from .models import CONSENT_LIFETIME_DAYS, Grant, GrantHealth, health_expression
 
 Level = Literal["ok", "warning", "error"]
+
+LEVELS: dict[str, Level] = {
+    GrantHealth.HEALTHY: "ok",
+    GrantHealth.NEEDS_RECONNECT: "error",
+    GrantHealth.CONFIGURATION_ERROR: "error",
+    GrantHealth.NO_REFRESH_TOKEN: "warning",
+    GrantHealth.REFRESH_FAILING: "warning",
+    GrantHealth.EXPIRING_SOON: "warning",
+    GrantHealth.RECONNECT_SOON: "warning",
+}
+#: States whose fix is the user connecting again (for "reconnect soon": avoiding a break).
+RECONNECT_STATES = frozenset(
+    {GrantHealth.NEEDS_RECONNECT, GrantHealth.NO_REFRESH_TOKEN, GrantHealth.RECONNECT_SOON}
+)
 
 
 @dataclass(frozen=True)
@@ -23,11 +44,11 @@ class Health:
     advice: str | Promise
     #: Connecting again is the fix (or, for "reconnect soon", avoids a break).
     reconnect: bool = False
+    state: str = GrantHealth.HEALTHY
 
 
-def grant_health(grant: Grant, state: str | None = None) -> Health:
-    """What to tell people about ``grant``. The state comes from ``GrantQuerySet.with_health``
-    (``state``, or the grant's ``health_state`` annotation; else one query asks for it)."""
+def health_state(grant: Grant, state: str | None = None) -> str:
+    """``state``, or the grant's ``health_state`` annotation; else one query asks for it."""
     state = state or getattr(grant, "health_state", None)
     if state is None:
         state = (
@@ -36,44 +57,114 @@ def grant_health(grant: Grant, state: str | None = None) -> Health:
             .values_list("health_state", flat=True)
             .get()
         )
+    return state
+
+
+def grant_health(grant: Grant, state: str | None = None) -> Health:
+    """What to tell the user about ``grant`` (see ``health_state`` for where the state comes
+    from)."""
+    state = health_state(grant, state)
+    label = GrantHealth(state).label
+    advice: str | Promise
     if state == GrantHealth.NEEDS_RECONNECT:
-        return Health(
-            "error",
-            _("Needs reconnect"),
-            _("Atlassian no longer accepts this connection. Click Reconnect Jira."),
-            reconnect=True,
+        advice = _("Atlassian no longer accepts this connection. Click Reconnect Jira.")
+    elif state == GrantHealth.NO_REFRESH_TOKEN:
+        advice = _(
+            "Atlassian sent no refresh token, so the connection stops when the access token "
+            "expires. Cause: the app's scopes lack offline_access. Fix: add offline_access "
+            "to the scopes (settings or the site's Atlassian app), then reconnect."
+        )
+    elif state == GrantHealth.CONFIGURATION_ERROR:
+        advice = _(
+            "The connection cannot be renewed because of this site's setup; an administrator "
+            "has been told. There is nothing you need to do."
+        )
+    elif state == GrantHealth.REFRESH_FAILING:
+        advice = _("Atlassian could not be reached at the last refresh; it is being retried.")
+    elif state == GrantHealth.EXPIRING_SOON:
+        advice = _("The access token is about to be renewed.")
+    elif state == GrantHealth.RECONNECT_SOON:
+        advice = format_lazy(
+            _(
+                "Atlassian asks for consent again a year after it was given: reconnect "
+                "before {date} to keep Jira working without a break."
+            ),
+            date=date_format(consent_expires_at(grant), "DATE_FORMAT"),
+        )
+    else:
+        advice = _("Tokens are renewed automatically.")
+    return Health(LEVELS[state], label, advice, reconnect=state in RECONNECT_STATES, state=state)
+
+
+def health_since(grant: Grant, state: str | None = None) -> datetime | None:
+    """Since when ``grant`` has been in its health state (None when unknown)."""
+    state = health_state(grant, state)
+    if state == GrantHealth.RECONNECT_SOON:
+        return consent_expires_at(grant) - timedelta(seconds=conf.REAUTH_NOTICE)
+    if state == GrantHealth.EXPIRING_SOON:
+        return grant.access_token_expires_at - timedelta(seconds=conf.REFRESH_MARGIN)
+    return grant.state_changed_at
+
+
+def admin_advice(grant: Grant, state: str | None = None, *, user: str = "") -> str:
+    """What an admin should do about ``grant``, in words for admins (``user``: whose it is)."""
+    state = health_state(grant, state)
+    who = user or _("the user")
+    now = timezone.now()
+    if state == GrantHealth.NEEDS_RECONNECT:
+        since = grant.state_changed_at
+        when = (
+            format_lazy(_(" on {date}"), date=date_format(since, "DATETIME_FORMAT"))
+            if since
+            else ""
+        )
+        return str(
+            format_lazy(
+                _("Ask {who} to reconnect: Atlassian refused the grant{when}."), who=who, when=when
+            )
         )
     if state == GrantHealth.NO_REFRESH_TOKEN:
-        return Health(
-            "warning",
-            _("No refresh token"),
-            _(
-                "Atlassian sent no refresh token, so the connection stops when the access token "
-                "expires. Cause: the app's scopes lack offline_access. Fix: add offline_access "
-                "to the scopes (settings or the site's Atlassian app), then reconnect."
-            ),
-            reconnect=True,
-        )
-    if state == GrantHealth.REFRESH_FAILING:
-        return Health(
-            "warning",
-            _("Refresh failing"),
-            _("Atlassian could not be reached at the last refresh; it is being retried."),
-        )
-    if state == GrantHealth.RECONNECT_SOON:
-        return Health(
-            "warning",
-            _("Reconnect soon"),
+        return str(
             format_lazy(
                 _(
-                    "Atlassian asks for consent again a year after it was given: reconnect "
-                    "before {date} to keep Jira working without a break."
+                    "Add offline_access to the app's scopes, then ask {who} to reconnect: "
+                    "Atlassian sent no refresh token."
                 ),
-                date=date_format(consent_expires_at(grant), "DATE_FORMAT"),
-            ),
-            reconnect=True,
+                who=who,
+            )
         )
-    return Health("ok", _("Healthy"), _("Tokens are renewed automatically."))
+    if state == GrantHealth.CONFIGURATION_ERROR:
+        return str(
+            _(
+                "The app's client id or secret was refused by Atlassian: fix it under Atlassian "
+                "apps (or in ATLASSIAN_OAUTH), then clear the backoff."
+            )
+        )
+    if state == GrantHealth.REFRESH_FAILING:
+        if grant.next_refresh_at and grant.next_refresh_at > now:
+            return str(
+                format_lazy(
+                    _("Atlassian is unavailable or rate limiting; next attempt in {delay}."),
+                    delay=timeuntil(grant.next_refresh_at, now),
+                )
+            )
+        return str(_("Atlassian was unavailable; the next sweep retries."))
+    if state == GrantHealth.EXPIRING_SOON:
+        return str(
+            _(
+                "Not renewed yet: if this lasts more than a few minutes, check that Celery beat "
+                "and a worker are running."
+            )
+        )
+    if state == GrantHealth.RECONNECT_SOON:
+        return str(
+            format_lazy(
+                _("Ask {who} to reconnect before {date} (Atlassian's yearly consent)."),
+                who=who,
+                date=date_format(consent_expires_at(grant), "DATE_FORMAT"),
+            )
+        )
+    return str(_("Nothing to do: tokens are renewed automatically."))
 
 
 def consent_expires_at(grant: Grant) -> datetime:

@@ -95,7 +95,9 @@ class GrantHealth(models.TextChoices):
     HEALTHY = "healthy", _("Healthy")
     NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
     NO_REFRESH_TOKEN = "no_refresh_token", _("No refresh token")
+    CONFIGURATION_ERROR = "configuration_error", _("Configuration error")
     REFRESH_FAILING = "refresh_failing", _("Refresh failing")
+    EXPIRING_SOON = "expiring_soon", _("Expiring soon")
     RECONNECT_SOON = "reconnect_soon", _("Reconnect soon")
 
 
@@ -107,10 +109,18 @@ def health_expression(prefix: str = "", now: datetime | None = None) -> models.C
     reconsent_before = (
         now + timedelta(seconds=conf.REAUTH_NOTICE) - timedelta(days=CONSENT_LIFETIME_DAYS)
     )
+    # "Expiring soon": inside the refresh margin and not renewed yet (the sweep is late, or
+    # is not running; a working beat renews within a minute or two).
+    expiring_before = now + timedelta(seconds=conf.REFRESH_MARGIN)
     rules: list[tuple[GrantHealth, dict[str, object]]] = [
         (GrantHealth.NEEDS_RECONNECT, {"status": Grant.Status.NEEDS_RECONNECT}),
         (GrantHealth.NO_REFRESH_TOKEN, {"status": Grant.Status.NO_REFRESH_TOKEN}),
+        (
+            GrantHealth.CONFIGURATION_ERROR,
+            {"refresh_failures__gt": 0, "last_failure": Grant.Failure.CONFIGURATION},
+        ),
         (GrantHealth.REFRESH_FAILING, {"refresh_failures__gt": 0}),
+        (GrantHealth.EXPIRING_SOON, {"access_token_expires_at__lte": expiring_before}),
         (GrantHealth.RECONNECT_SOON, {"consented_at__lt": reconsent_before}),
     ]
     return models.Case(
@@ -191,6 +201,13 @@ class Grant(models.Model):
         NO_REFRESH_TOKEN = "no_refresh_token", _("No refresh token (offline_access missing)")
         NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
 
+    class Failure(models.TextChoices):
+        NONE = "", _("None")
+        #: Atlassian's side: 5xx, 429, timeouts, unexpected answers; retried with backoff.
+        TRANSIENT = "transient", _("Atlassian unavailable")
+        #: The app's client id or secret was refused: an admin must fix the app.
+        CONFIGURATION = "configuration", _("Configuration error")
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # The client id names the Atlassian app; Atlassian keeps one grant per (app, account).
     client_id = models.CharField(_("client ID"), max_length=255)
@@ -222,6 +239,21 @@ class Grant(models.Model):
     )
     refresh_failures = models.PositiveIntegerField(_("consecutive refresh failures"), default=0)
     last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    last_failure = models.CharField(
+        _("kind of the last failure"),
+        max_length=16,
+        choices=Failure.choices,
+        blank=True,
+        help_text=_("Set while refreshing fails: Atlassian's side, or the app's credentials."),
+    )
+    state_changed_at = models.DateTimeField(
+        _("state since"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the grant last changed state: connected, started failing, recovered, died."
+        ),
+    )
     # A lease, not a database lock: a compare-and-swap UPDATE claims it on every database, no
     # transaction stays open during the HTTP call, and a crashed holder's claim simply expires.
     refresh_lock_token = models.CharField(_("refresh claimed by"), max_length=64, blank=True)

@@ -259,9 +259,12 @@ def _write_tokens(
         "refresh_failures": 0,
         "next_refresh_at": None,
         "last_error": "",
+        "last_failure": Grant.Failure.NONE,
         "status": Grant.Status.ACTIVE,
         "version": F("version") + 1,
     }
+    if grant.refresh_failures or grant.status != Grant.Status.ACTIVE:
+        changes["state_changed_at"] = now  # recovered: healthy from now on
     if rotated:
         changes["refresh_token_issued_at"] = now
     if tokens.scopes:
@@ -299,6 +302,7 @@ def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> b
         status=Grant.Status.NEEDS_RECONNECT,
         last_error=error[:500],
         next_refresh_at=None,
+        state_changed_at=timezone.now(),
         version=F("version") + 1,
     ):
         return False
@@ -329,10 +333,20 @@ def _mark_failed(
     """
     failures = grant.refresh_failures + 1
     delay = backoff_seconds(failures, retry_after)
-    retry_at = timezone.now() + timedelta(seconds=delay)
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=delay)
+    kind = Grant.Failure.CONFIGURATION if configuration else Grant.Failure.TRANSIENT
+    # "Since": the first failure of a run, or the moment the kind of failure changed.
+    changed = grant.refresh_failures == 0 or grant.last_failure != kind
     if not Grant.objects.filter(
         pk=grant.pk, refresh_lock_token=lease, version=grant.version
-    ).update(refresh_failures=failures, next_refresh_at=retry_at, last_error=error[:500]):
+    ).update(
+        refresh_failures=failures,
+        next_refresh_at=retry_at,
+        last_error=error[:500],
+        last_failure=kind,
+        state_changed_at=now if changed else grant.state_changed_at,
+    ):
         return None
     grant.refresh_from_db()
     emit(

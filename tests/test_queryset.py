@@ -45,6 +45,12 @@ def one_of_each():
         GrantHealth.RECONNECT_SOON: grant_row(
             "old", consented_at=timezone.now() - timedelta(days=340)
         ),
+        GrantHealth.CONFIGURATION_ERROR: grant_row(
+            "refused", refresh_failures=1, last_failure=Grant.Failure.CONFIGURATION
+        ),
+        GrantHealth.EXPIRING_SOON: grant_row(
+            "late", access_token_expires_at=timezone.now() + timedelta(seconds=100)
+        ),
     }
 
 
@@ -78,13 +84,13 @@ def test_the_reconnect_notice_follows_the_setting(oauth_settings):
 
 def test_needs_attention_is_every_health_but_healthy(one_of_each):
     attention = set(Grant.objects.needs_attention().values_list("account_id", flat=True))
-    assert attention == {"dead", "offline", "failing", "old"}
+    assert attention == {"dead", "offline", "failing", "old", "refused", "late"}
 
 
 def test_health_costs_no_query_per_grant(one_of_each, django_assert_num_queries):
     with django_assert_num_queries(1):
         healths = [grant_health(g).level for g in Grant.objects.with_health()]
-    assert sorted(healths) == ["error", "ok", "warning", "warning", "warning"]
+    assert sorted(healths) == ["error", "error", "ok", "warning", "warning", "warning", "warning"]
 
 
 def test_idle_grants_need_a_keep_alive():
@@ -105,3 +111,50 @@ def test_delete_unused_wipes_and_deletes_only_grants_without_connections(fake_at
     assert Grant.objects.filter(pk__in=[used.pk, unused.pk]).delete_unused() == 1
     assert list(Grant.objects.values_list("pk", flat=True)) == [used.pk]
     assert Grant.objects.filter(pk=used.pk).delete_unused() == 0
+
+
+def test_since_is_when_the_grant_entered_its_state(fake_atlassian):
+    from atlassian_oauth import refresh
+    from atlassian_oauth.exceptions import TemporarilyUnavailable
+    from atlassian_oauth.health import health_since
+    from atlassian_oauth.models import Event
+    from tests.refresh_helpers import connected_grant, expire
+
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    fake_atlassian.inject("refresh", status=503, times=2)
+    with pytest.raises(TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    first = Grant.objects.get(pk=grant.pk)
+    assert first.last_failure == Grant.Failure.TRANSIENT and first.state_changed_at is not None
+    assert health_since(first) == first.state_changed_at
+    Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None)
+    with pytest.raises(TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    second = Grant.objects.get(pk=grant.pk)
+    assert second.refresh_failures == 2
+    assert second.state_changed_at == first.state_changed_at  # still the same run of failures
+    Grant.objects.filter(pk=grant.pk).update(next_refresh_at=None)
+    refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    recovered = Grant.objects.get(pk=grant.pk)
+    assert recovered.last_failure == Grant.Failure.NONE
+    assert recovered.state_changed_at > first.state_changed_at  # healthy since the recovery
+
+
+def test_a_refused_client_secret_is_a_configuration_error_for_admins(fake_atlassian):
+    from atlassian_oauth import refresh
+    from atlassian_oauth.exceptions import TemporarilyUnavailable
+    from atlassian_oauth.health import admin_advice, grant_health
+    from atlassian_oauth.models import Event
+    from tests.refresh_helpers import connected_grant, expire
+
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    fake_atlassian.inject("refresh", status=401, body={"error": "access_denied"})
+    with pytest.raises(TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    stored = Grant.objects.get(pk=grant.pk)
+    assert health_states()[stored.account_id] == GrantHealth.CONFIGURATION_ERROR
+    assert grant_health(stored).level == "error"
+    assert "nothing you need to do" in str(grant_health(stored).advice)  # not the user's fault
+    assert "fix it under Atlassian apps" in admin_advice(stored)
