@@ -169,6 +169,21 @@ class Settings:
         return tuple(value)
 
     @property
+    def ADMIN_SITE_SCOPED(self) -> bool:
+        """Staff who are not superusers see and act on only their sites (``scoping``)."""
+        value = self._get("ADMIN_SITE_SCOPED", False)
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['ADMIN_SITE_SCOPED'] must be True or False, got {value!r}."
+            )
+        return value
+
+    @property
+    def ADMIN_SITES(self) -> str:
+        """Dotted path of ``(user) -> QuerySet[Site] | None`` replacing the group rule."""
+        return self._str("ADMIN_SITES", "")
+
+    @property
     def HTTP_TIMEOUT(self) -> float:
         return self._number("HTTP_TIMEOUT", 10.0)
 

@@ -269,6 +269,9 @@ class Grant(models.Model):
     class Meta:
         verbose_name = _("grant")
         verbose_name_plural = _("grants")
+        permissions: ClassVar = [
+            ("refresh_grant", _("Can refresh a grant now and clear its backoff")),
+        ]
         constraints: ClassVar = [
             models.UniqueConstraint(
                 fields=["client_id", "account_id"], name="atlassian_oauth_grant_per_app_account"
@@ -321,6 +324,9 @@ class Connection(models.Model):
     class Meta:
         verbose_name = _("connection")
         verbose_name_plural = _("connections")
+        permissions: ClassVar = [
+            ("disconnect_connection", _("Can disconnect a user's connection")),
+        ]
         constraints: ClassVar = [
             models.UniqueConstraint(
                 fields=["user", "site"], name="atlassian_oauth_connection_per_user_site"
@@ -449,3 +455,17 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class Heartbeat(models.Model):
+    """When a periodic job last ran (the beat's sweep): one row per job, updated in place."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    at = models.DateTimeField(_("last run"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

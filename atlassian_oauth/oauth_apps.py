@@ -22,7 +22,7 @@ def settings_app() -> OAuthApp:
 def app_for_site(site: Site) -> OAuthApp:
     """The site's own app if it has one, else the default app from settings."""
     row = AtlassianApp.objects.filter(site=site).first()
-    app = _from_row(row) if row else settings_app()
+    app = app_of(row) if row else settings_app()
     if not app.client_id or not app.client_secret:
         where = f"the Atlassian app of site {site.domain!r}" if row else "ATLASSIAN_OAUTH"
         raise ImproperlyConfigured(f"No client id or client secret is set in {where}.")
@@ -40,10 +40,11 @@ def app_for_client_id(client_id: str) -> OAuthApp:
             "No credentials are configured for the Atlassian app that issued this grant "
             f"(client id {client_id!r}): add it in admin or ATLASSIAN_OAUTH."
         )
-    return _from_row(row)
+    return app_of(row)
 
 
-def _from_row(row: AtlassianApp) -> OAuthApp:
+def app_of(row: AtlassianApp) -> OAuthApp:
+    """The credentials and scopes of a site's own app row (scopes default to the settings')."""
     return OAuthApp(
         client_id=row.client_id,
         client_secret=row.client_secret or "",

@@ -26,7 +26,7 @@ from django.utils import timezone
 from . import exceptions, refresh
 from .beat import SWEEP_INTERVAL
 from .conf import conf
-from .models import AuthorizationState, Event, Grant, keepalive_due
+from .models import AuthorizationState, Event, Grant, Heartbeat, keepalive_due
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,14 @@ def countdown(index: int, expires_at: datetime, now: datetime) -> float:
     return delay
 
 
+#: The heartbeat the sweep leaves, so admins can see whether the beat runs.
+SWEEP_HEARTBEAT = "sweep"
+
+
 def enqueue_due(enqueue: Enqueue, now: datetime | None = None) -> int:
     """Enqueue one refresh per due grant, passing its id only; returns how many were enqueued."""
     now = now or timezone.now()
+    Heartbeat.objects.update_or_create(name=SWEEP_HEARTBEAT, defaults={"at": now})
     due = due_grants(now).values_list("pk", "access_token_expires_at")
     limit = sweep_limit()
     if limit is not None:
