@@ -198,7 +198,7 @@ def test_releasing_a_lease_that_ran_out_leaves_the_next_workers_lease(fake_atlas
     grant = connected_grant(fake_atlassian)
     first = refresh._claim(grant.pk)
     assert first is not None
-    Grant.objects.filter(pk=grant.pk).update(refresh_lock_until=timezone.now())  # ran out
+    Grant.objects.filter(pk=grant.pk).update(refresh_lock_until=later(-1))  # ran out
     second = refresh._claim(grant.pk)
     assert second is not None and second != first
 
