@@ -109,18 +109,25 @@ def test_grant_list_shows_health(admin_client, connected):
     page = get(admin_client, "/admin/atlassian_oauth/grant/")
     assert "atlassian-oauth-health-ok" in page and "Healthy" in page
     Grant.objects.update(status=Grant.Status.NEEDS_RECONNECT)
-    page = get(admin_client, "/admin/atlassian_oauth/grant/?status__exact=needs_reconnect")
+    page = get(admin_client, "/admin/atlassian_oauth/grant/?health=needs_reconnect")
     assert "Needs reconnect" in page and "ada@example.com" in page
 
 
 def test_the_disconnect_action_logs_the_event(admin_client, connected):
     connection = Connection.objects.get()
-    response = admin_client.post(
-        "/admin/atlassian_oauth/connection/",
-        {"action": "disconnect_selected", "_selected_action": [connection.pk]},
-        HTTP_HOST="localhost",
+    selected = {"action": "disconnect", "_selected_action": [connection.pk]}
+    confirm = admin_client.post(
+        "/admin/atlassian_oauth/connection/", {**selected, "index": "0"}, HTTP_HOST="localhost"
     )
-    assert response.status_code == 302
+    assert (
+        confirm.status_code == 200 and "Disconnect these connections?" in confirm.content.decode()
+    )
+    assert Connection.objects.exists()
+    response = admin_client.post(
+        "/admin/atlassian_oauth/connection/", {**selected, "confirm": "yes"}, HTTP_HOST="localhost"
+    )
+    assert response.status_code == 200
+    assert "Disconnected." in response.content.decode()
     assert Connection.objects.count() == Grant.objects.count() == 0
     event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
     assert event.actor == Event.Actor.ADMIN

@@ -3,7 +3,7 @@
 - a worker whose refresh lease ran out must not overwrite the token a newer worker stored;
 - an ``AtlassianSession`` refuses, before any I/O, a URL outside the API gateway, however much
   it looks like the gateway (the app's refusal, not a ``ValueError`` that requests raises later);
-- the admin's "Disconnect selected connections" action needs ``delete_connection``.
+- the admin's "Disconnect" action needs ``disconnect_connection``.
 
 Every test here was checked to fail on a copy of the code with the guarantee removed
 (docs/testing.md says how).
@@ -215,10 +215,10 @@ def test_the_recorder_sees_a_request_the_session_lets_out(
     assert fake_atlassian.counts.get("refresh", 0) == 1
 
 
-# ---- c. the admin disconnect action needs delete_connection -----------------------------------
+# ---- c. the admin disconnect action needs disconnect_connection -------------------------------
 
 CHANGELIST = "/admin/atlassian_oauth/connection/"
-ACTION_LABEL = "Disconnect selected connections"
+ACTION_OPTION = '<option value="disconnect">Disconnect</option>'
 
 
 def staff_user(username: str, *codenames: str) -> Any:
@@ -238,20 +238,24 @@ def alice_connection(fake_atlassian) -> Connection:
 
 def crafted_posts(connection: Connection) -> list[dict[str, Any]]:
     """The action as the changelist's form posts it (with ``index``) and as a bare POST."""
-    selected = {"action": "disconnect_selected", "_selected_action": [connection.pk]}
-    return [{**selected, "index": "0"}, selected]
+    selected = {"action": "disconnect", "_selected_action": [connection.pk]}
+    return [{**selected, "index": "0"}, {**selected, "confirm": "yes"}]
 
 
 @pytest.mark.django_db
-def test_staff_without_delete_connection_neither_sees_nor_runs_the_disconnect_action(
+def test_staff_without_disconnect_connection_neither_sees_nor_runs_the_disconnect_action(
     client, alice_connection
 ):
-    client.force_login(staff_user("viewer", "view_connection", "view_grant", "change_connection"))
+    client.force_login(
+        staff_user(
+            "viewer", "view_connection", "view_grant", "change_connection", "delete_connection"
+        )
+    )
     page = client.get(CHANGELIST, HTTP_HOST="localhost")
     assert page.status_code == 200
     html = page.content.decode()
     assert "alice" in html, "the viewer cannot see the connection list at all"
-    assert ACTION_LABEL not in html and "disconnect_selected" not in html
+    assert ACTION_OPTION not in html and 'value="disconnect"' not in html
 
     for data in crafted_posts(alice_connection):
         client.post(CHANGELIST, data, HTTP_HOST="localhost")
@@ -262,14 +266,20 @@ def test_staff_without_delete_connection_neither_sees_nor_runs_the_disconnect_ac
 
 
 @pytest.mark.django_db
-def test_staff_with_delete_connection_sees_and_runs_the_disconnect_action(client, alice_connection):
-    client.force_login(staff_user("remover", "view_connection", "delete_connection"))
+def test_staff_with_disconnect_connection_sees_and_runs_the_disconnect_action(
+    client, alice_connection
+):
+    client.force_login(staff_user("remover", "view_connection", "disconnect_connection"))
     html = client.get(CHANGELIST, HTTP_HOST="localhost").content.decode()
-    assert ACTION_LABEL in html
+    assert ACTION_OPTION in html
 
-    (with_index, _bare) = crafted_posts(alice_connection)
+    (with_index, confirmed) = crafted_posts(alice_connection)
     response = client.post(CHANGELIST, with_index, HTTP_HOST="localhost")
-    assert response.status_code == 302
+    assert response.status_code == 200  # the confirmation page; nothing happened yet
+    assert Connection.objects.filter(pk=alice_connection.pk).exists()
+    response = client.post(CHANGELIST, confirmed, HTTP_HOST="localhost")
+    assert response.status_code == 200, response.content.decode()
+    assert "Disconnected." in response.content.decode()
     assert not Connection.objects.exists() and not Grant.objects.exists()
     event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
     assert event.actor == Event.Actor.ADMIN
