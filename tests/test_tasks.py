@@ -127,7 +127,10 @@ def test_due_grants_uses_the_due_index_on_postgresql(mixed_grants):
         # that an index serves the query once the table is large.
         cursor.execute("SET LOCAL enable_seqscan = off")
     plan = sweep.due_grants().explain()
-    assert "atlassian_grant_due_idx" in plan, plan
+    # Either status-led index serves it (the planner picks by cost, which a handful of rows
+    # leaves close); what must not happen is reading the whole table.
+    assert "Seq Scan" not in plan, plan
+    assert "atlassian_grant_due_idx" in plan or "atlassian_grant_keepalive_idx" in plan, plan
 
 
 def test_the_margin_and_keepalive_settings_decide(mixed_grants, oauth_settings):
