@@ -22,7 +22,7 @@ from tests.test_browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "admin-browser-password"  # noqa: S105  (a test user's)
+PASSWORD = "admin-browser-password"  # a test user's
 WIDTH = 1280
 
 
