@@ -383,6 +383,12 @@ class HealthAdminMixin:
             for state, label in GrantHealth.choices
         ]
 
+    def nothing_selected(self, request: HttpRequest) -> None:
+        # Rows the admin may not see (another site's) drop out of the queryset; say so.
+        self.message_user(  # type: ignore[attr-defined]
+            request, _("None of the selected rows can be acted on here."), messages.WARNING
+        )
+
     def has_refresh_grant_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("atlassian_oauth.refresh_grant")
 
@@ -396,9 +402,12 @@ class HealthAdminMixin:
         question: Any,
         button: Any,
         run: Callable[..., Any],
-    ) -> TemplateResponse:
+    ) -> TemplateResponse | None:
         """The confirmation page; once confirmed, run ``run`` and show each grant's result."""
         grant_ids = self.selected_grant_ids(queryset)
+        if not grant_ids:
+            self.nothing_selected(request)
+            return None
         grants = (
             Grant.objects.filter(pk__in=grant_ids)
             .annotate(health_state=health_expression())
@@ -439,7 +448,7 @@ class HealthAdminMixin:
         return TemplateResponse(request, "atlassian_oauth/admin/action_result.html", context)
 
     @admin.action(description=_("Refresh now"), permissions=["refresh_grant"])
-    def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
         return self.run_on_grants(
             request,
             queryset,
@@ -454,7 +463,7 @@ class HealthAdminMixin:
         )
 
     @admin.action(description=_("Clear backoff and retry"), permissions=["refresh_grant"])
-    def clear_backoff(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse:
+    def clear_backoff(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
         return self.run_on_grants(
             request,
             queryset,
@@ -672,8 +681,13 @@ class ConnectionAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
         )
 
     @admin.action(description=_("Disconnect"), permissions=["disconnect_connection"])
-    def disconnect(self, request: HttpRequest, queryset: QuerySet[Connection]) -> TemplateResponse:
+    def disconnect(
+        self, request: HttpRequest, queryset: QuerySet[Connection]
+    ) -> TemplateResponse | None:
         connections = list(queryset.select_related("user", "site", "grant"))
+        if not connections:
+            self.nothing_selected(request)
+            return None
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
