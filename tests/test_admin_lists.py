@@ -88,10 +88,6 @@ def test_the_summary_counts_the_current_filter_and_links_to_each_state(admin_cli
     assert summary_counts(html) == {state: 1 for state in GrantHealth.values}
 
 
-def test_the_admin_app_index_lists_the_models(admin_client, states):
-    assert "Connections" in get(admin_client, "/admin/atlassian_oauth/")
-
-
 @pytest.mark.parametrize("state", GrantHealth.values)
 def test_the_health_filter_on_both_lists(admin_client, states, state):
     assert users_listed(get(admin_client, CONNECTIONS, health=state)) == {OWNERS[state]}
@@ -385,3 +381,33 @@ def add_beat_events() -> None:
             for grant in Grant.objects.filter(events__isnull=True)
         ]
     )
+
+
+def test_the_app_index_shows_the_counts_with_links(admin_client, states):
+    html = get(admin_client, "/admin/atlassian_oauth/")
+    assert summary_counts(html) == {state: 1 for state in GrantHealth.values}
+    assert f'href="{CONNECTIONS}?health=refresh_failing"' in html
+
+
+def test_the_index_tag_counts_only_what_the_admin_may_see(
+    client, states, django_user_model, oauth_settings
+):
+    from django.contrib.auth.models import Group, Permission
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    oauth_settings(ADMIN_SITE_SCOPED=True)
+    user = django_user_model.objects.create_user("scoped", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_connection"))
+    user.groups.add(Group.objects.create(name="atlassian-oauth:127.0.0.1"))
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    html = Template("{% load atlassian_oauth_admin %}{% atlassian_oauth_health_summary %}").render(
+        Context({"request": request})
+    )
+    assert summary_counts(html) == {state: 0 for state in GrantHealth.values}
+    request.user = django_user_model.objects.create_user("nobody", is_staff=True)
+    html = Template("{% load atlassian_oauth_admin %}{% atlassian_oauth_health_summary %}").render(
+        Context({"request": request})
+    )
+    assert summary_counts(html) == {}
