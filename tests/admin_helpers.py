@@ -92,6 +92,14 @@ def every_state(fake: FakeAtlassian, domain: str = "localhost") -> dict[str, Gra
         account_id=failing.account_id,
         message=RATE_LIMITED,
     )
+    dead = grants[GrantHealth.NEEDS_RECONNECT]
+    Event.objects.create(
+        kind=Event.Kind.NEEDS_RECONNECT,
+        actor=Event.Actor.BEAT,
+        grant=dead,
+        account_id=dead.account_id,
+        message="Atlassian refused the refresh token (invalid_grant): the user must reconnect",
+    )
     return grants
 
 

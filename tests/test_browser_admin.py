@@ -116,6 +116,12 @@ def test_admin_finds_the_broken_connection_and_refreshes_it(page: Page, tmp_path
     shoot(page, tmp_path / "admin-connections.png", "the connections list (every state)")
     assert_nothing_cut_off(page)
 
+    page.goto("/admin/atlassian_oauth/grant/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(len(OWNERS))
+    assert_nothing_cut_off(page)
+    shoot(page, tmp_path / "admin-grants.png", "the grants list")
+
+    page.goto("/admin/atlassian_oauth/connection/")
     page.locator('.atlassian-oauth-summary a[data-state="needs_reconnect"]').click()
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(1)
@@ -127,7 +133,7 @@ def test_admin_finds_the_broken_connection_and_refreshes_it(page: Page, tmp_path
     expect(page.locator(".field-health")).to_contain_text("Needs reconnect")
     expect(page.locator(".field-access_token_fingerprint")).to_contain_text("sha256:")
     expect(page.locator(".submit-row input[type=submit]")).to_have_count(0)  # nothing to save
-    expect(page.locator(".atlassian-oauth-history")).to_contain_text("Event history")
+    expect(page.locator(".atlassian-oauth-history")).to_contain_text("Needs reconnect")
     shoot(page, tmp_path / "admin-grant.png", "the grant page of bob's broken connection")
 
     page.get_by_role("button", name="Refresh now").click()
