@@ -327,6 +327,23 @@ def grant_filters(prefix: str) -> tuple[type[GrantFieldFilter], ...]:
     )
 
 
+class EventSiteFilter(admin.SimpleListFilter):
+    """An event's site, or for events without one (the beat's), its grant's connections'."""
+
+    title = _("site")
+    parameter_name = "site"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, Any]]:
+        return [(str(site.pk), str(site)) for site in visible_sites(request).order_by("domain")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value or not value.isdigit():
+            return queryset
+        sites = Site.objects.filter(pk=int(value))
+        return queryset.filter(Q(site__in=sites) | Q(grants_on(sites, "grant__")))
+
+
 class SiteFilter(admin.RelatedFieldListFilter):
     """The site filter, listing only the sites the admin may see."""
 
@@ -491,9 +508,7 @@ def owners(grant: Grant) -> str:
 def sort_keys(prefix: str) -> dict[str, F]:
     """The grant's dates under one name on both lists, so the date columns sort by them."""
     return {
-        "sort_since": F(f"{prefix}state_changed_at"),
         "sort_expires": F(f"{prefix}access_token_expires_at"),
-        "sort_refreshed": F(f"{prefix}last_refreshed_at"),
         "sort_next": F(f"{prefix}next_refresh_at"),
     }
 
@@ -510,8 +525,6 @@ def site_names(grant: Grant) -> SafeString | str:
 class GrantColumns:
     """The columns the connection and grant lists share, over ``grant_of(row)``."""
 
-    grant_prefix = ""
-
     def grant_of(self, row: Any) -> Grant:
         raise NotImplementedError
 
@@ -525,7 +538,7 @@ class GrantColumns:
     def health(self, row: Any) -> SafeString:
         return health_badge(self.grant_of(row), self.state_of(row), user=self.owner_of(row))
 
-    @admin.display(description=_("since"), ordering="sort_since")
+    @admin.display(description=_("since"))
     def since(self, row: Any) -> SafeString | str:
         return relative(health_since(self.grant_of(row), self.state_of(row)))
 
@@ -536,14 +549,6 @@ class GrantColumns:
             past=str(_("expired %s ago")),
             future=str(_("in %s")),
         )
-
-    @admin.display(description=_("last refresh"), ordering="sort_refreshed")
-    def last_refresh(self, row: Any) -> SafeString | str:
-        return relative(self.grant_of(row).last_refreshed_at)
-
-    @admin.display(description=_("next attempt"), ordering="sort_next")
-    def next_attempt(self, row: Any) -> SafeString | str:
-        return relative(self.grant_of(row).next_refresh_at)
 
     @admin.display(description=_("last error"))
     def last_error(self, row: Any) -> SafeString | str:
@@ -881,6 +886,11 @@ class GrantAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
                 reverse("admin:atlassian_oauth_event_changelist") + f"?grant__id__exact={grant.pk}"
             )
             extra["can_refresh"] = self.has_refresh_grant_permission(request)
+            # For events without a user or site of their own (the beat's).
+            extra["grant_users"] = owners(grant)
+            extra["grant_sites"] = ", ".join(
+                sorted({str(c.site) for c in grant.connections.select_related("site")})
+            )
             extra["changelist_url"] = reverse("admin:atlassian_oauth_grant_changelist")
         return super().change_view(request, object_id, form_url, extra)
 
@@ -939,7 +949,7 @@ class GrantAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "kind", "actor", "who", "email", "on_site", "account", "summary")
-    list_filter = ("kind", "actor", ("site", SiteFilter), ("created_at", admin.DateFieldListFilter))
+    list_filter = ("kind", "actor", EventSiteFilter, ("created_at", admin.DateFieldListFilter))
     date_hierarchy = "created_at"
     list_select_related = ("user", "site", "grant")
     list_per_page = 100

@@ -194,6 +194,7 @@ def test_the_grant_page_is_read_only_with_fingerprints_connections_sites_and_eve
     assert f'href="/admin/atlassian_oauth/connection/{grant.connections.get().pk}/change/"' in html
     assert "erin-co" in html  # the Atlassian site it reaches
     assert "failure number 24" in html and "failure number 4" not in html  # newest first, 20
+    assert "<td>erin</td><td>localhost</td>" in html  # beat events: whose, through the grant
     assert "page 1 of 2" in html
     older = get(admin_client, path, events="2")
     assert "failure number 4" in older and "failure number 24" not in older
@@ -222,14 +223,15 @@ def test_beat_events_show_user_email_and_site_through_the_grant(admin_client, st
     html = get(admin_client, EVENTS, actor="beat")
     assert ">erin<" in html and "erin@corp.example" in html and ">localhost<" in html
     assert users_in_events(get(admin_client, EVENTS, q="erin@corp.example")) >= {"erin"}
-    for params in (
-        {"kind__exact": "refresh_failed"},
-        {"actor__exact": "beat"},
-        {"site__id__exact": Site.objects.get(domain="localhost").pk},
-        {"created_at__year": timezone.now().year},
-    ):
-        get(admin_client, EVENTS, **params)
-    assert "Rate" not in get(admin_client, EVENTS, kind__exact="connected")
+    local, other = Site.objects.get(domain="localhost"), Site.objects.get(domain="127.0.0.1")
+    # The site filter finds beat events (no site of their own) through the grant.
+    assert RATE_LIMITED in get(admin_client, EVENTS, site=local.pk)
+    assert RATE_LIMITED not in get(admin_client, EVENTS, site=other.pk)
+    assert RATE_LIMITED in get(admin_client, EVENTS, kind__exact="refresh_failed")
+    assert RATE_LIMITED not in get(admin_client, EVENTS, actor__exact="user")
+    assert RATE_LIMITED in get(admin_client, EVENTS, created_at__year=timezone.now().year)
+    assert RATE_LIMITED not in get(admin_client, EVENTS, created_at__year=2001)
+    assert RATE_LIMITED not in get(admin_client, EVENTS, kind__exact="connected")
 
 
 def users_in_events(html: str) -> set[str]:
