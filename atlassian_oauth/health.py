@@ -120,7 +120,10 @@ def admin_advice(grant: Grant, state: str | None = None, *, user: str = "") -> s
         )
         return str(
             format_lazy(
-                _("Ask {who} to reconnect: Atlassian refused the grant{when}."), who=who, when=when
+                # No full stop after {when}: a date format may end in one ("a.m.").
+                _("Ask {who} to reconnect (Atlassian refused the grant{when})"),
+                who=who,
+                when=when,
             )
         )
     if state == GrantHealth.NO_REFRESH_TOKEN:

@@ -31,6 +31,10 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="demo-only-not-secret-" + "x" 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
+    # First, so the demo's templates override the app's frame (templates/atlassian_oauth/
+    # base.html) and the admin's index (templates/admin/index.html, which adds the health
+    # counts): app template folders are searched in this order.
+    "demo_site",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -38,9 +42,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.sites",
-    # Before atlassian_oauth, so the demo's templates/atlassian_oauth/base.html overrides the
-    # app's frame (app template folders are searched in this order).
-    "demo_site",
     "atlassian_oauth",
 ]
 

@@ -58,7 +58,7 @@ def test_the_list_shows_every_state_with_its_colour_label_since_and_advice(admin
         assert f"atlassian-oauth-state-{state}" in html, state
     assert "atlassian-oauth-health-error" in html and "atlassian-oauth-health-ok" in html
     assert "Refresh failing 2 times" in html
-    assert "Ask bob to reconnect: Atlassian refused the grant on" in html
+    assert "Ask bob to reconnect (Atlassian refused the grant on" in html
     assert "Atlassian is unavailable or rate limiting; next attempt in 4" in html
     assert "fix it under Atlassian apps" in html
     assert re.search("since <time[^>]+>2\xa0days ago</time>", html)  # bob's grant died then

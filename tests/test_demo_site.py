@@ -57,3 +57,11 @@ def test_a_wrong_password_does_not_log_in(client):
     )
     assert response.status_code == 200
     assert not response.context["user"].is_authenticated
+
+
+def test_the_demo_admin_index_shows_the_health_counts(client):
+    seed()
+    client.force_login(get_user_model().objects.get(username="admin"))
+    page = client.get("/admin/", HTTP_HOST="localhost:8000").content.decode()
+    assert "Healthy" in page and "Needs reconnect" in page
+    assert "/admin/atlassian_oauth/connection/?health=needs_reconnect" in page

@@ -138,6 +138,7 @@ def test_since_is_when_the_grant_entered_its_state(fake_atlassian):
     refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
     recovered = Grant.objects.get(pk=grant.pk)
     assert recovered.last_failure == Grant.Failure.NONE
+    assert first.state_changed_at is not None and recovered.state_changed_at is not None
     assert recovered.state_changed_at > first.state_changed_at  # healthy since the recovery
 
 

@@ -5,10 +5,10 @@ Thirty grants hold tokens the fake really issued. Three of them Atlassian kills 
 ``invalid_grant``, three with ``unauthorized_client``; the other 24 must survive, while the test
 makes refreshes due and injects, in turn:
 
-A. every error kind of docs/atlassian.md's table on the token endpoint (503 and 429 with Retry-After,
-   500, 502, a 200 that is not JSON, a 200 without an access token, an answer slower than the
-   HTTP timeout before and after rotating, a dropped connection; then 401 access_denied, the
-   wrong-client-secret answer);
+A. every error kind of docs/atlassian.md's table on the token endpoint (503 and 429 with
+   Retry-After, 500, 502, a 200 that is not JSON, a 200 without an access token, an answer
+   slower than the HTTP timeout before and after rotating, a dropped connection; then 401
+   access_denied, the wrong-client-secret answer);
 B. the worker's PostgreSQL sessions terminated while the fake withholds an answer it already
    rotated for, so the kill lands between Atlassian's answer and the write;
 C. the whole worker SIGKILLed before Atlassian acted on its call, while the fake holds an answer
