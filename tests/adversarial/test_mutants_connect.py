@@ -8,6 +8,7 @@ grant's secrets are wiped before its row is deleted.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from django.contrib.sites.models import Site
 from django.db import connection as db_connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from atlassian_oauth import connect, signals
 from atlassian_oauth.models import AtlassianApp, AuthorizationState, Connection, Event, Grant
@@ -85,6 +87,7 @@ FAILURES: dict[str, tuple[str, str, str, bool, str | None]] = {
     "no state": ("no_state", "missing_state", "incomplete", False, None),
     "a stranger's state": ("bad_state", "invalid_state", "not valid", False, None),
     "no code": ("no_code", "missing_code", "no authorization code", False, None),
+    "too late": ("expired", "expired_state", "took too long", False, None),
     "no app any more": (
         "no_app",
         "configuration",
@@ -118,6 +121,8 @@ def test_every_failed_callback_is_logged_against_the_user_and_site(
         params["state"] = "not-a-state-we-issued"
     elif breakage == "no_code":
         del params["code"]
+    elif breakage == "expired":
+        AuthorizationState.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     elif breakage == "no_app":
         settings.ATLASSIAN_OAUTH = {**conf, "CLIENT_ID": "", "CLIENT_SECRET": ""}
     elif breakage == "other_app":
