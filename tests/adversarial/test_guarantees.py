@@ -43,8 +43,10 @@ WITHHELD = 4.0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_newer_token(fake_atlassian, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_LOCK_TIMEOUT": LEASE}
+def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_newer_token(
+    fake_atlassian, oauth_settings
+):
+    oauth_settings(REFRESH_LOCK_TIMEOUT=LEASE)
     grant = connected_grant(fake_atlassian)
     expire(grant)
     before = Grant.objects.get(pk=grant.pk)
@@ -147,7 +149,7 @@ def recorder() -> Iterator[_Recorder]:
 
 
 @pytest.fixture
-def gateway_session(fake_atlassian, settings, recorder) -> AtlassianSession:
+def gateway_session(fake_atlassian, oauth_settings, recorder) -> AtlassianSession:
     """Alice's session with the real gateway URL, every request routed to the recorder.
 
     Whatever host a URL names, requests sends it to the proxy, so the recorder sees any request
@@ -156,7 +158,7 @@ def gateway_session(fake_atlassian, settings, recorder) -> AtlassianSession:
     """
     grant = connected_grant(fake_atlassian)  # reads accessible-resources from the fake
     expire(grant)
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "API_BASE_URL": GATEWAY}
+    oauth_settings(API_BASE_URL=GATEWAY)
     session = get_session(grant.connections.get().user, Site.objects.get(domain="localhost"))
     session.trust_env = False  # no NO_PROXY from the environment lets a host bypass the proxy
     session.proxies = {"http": recorder.url, "https": recorder.url}

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.db import connection as db_connection
 from django.test import Client
@@ -21,7 +20,6 @@ from django.utils import timezone
 
 from atlassian_oauth import connect, signals
 from atlassian_oauth.models import AtlassianApp, AuthorizationState, Connection, Event, Grant
-from demo_site.demo_data import seed
 from tests.flow_helpers import callback_params, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant
 
@@ -29,12 +27,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice(client, fake_atlassian):
-    seed()
-    fake_atlassian.auto_consent = "accept"
-    user = get_user_model().objects.get(username="alice")
-    client.force_login(user)
-    return user
+def alice(alice_client, accepting, alice):
+    """Alice logged in on the client, with the fake consenting at once (conftest fixtures)."""
+    return alice
 
 
 def test_a_failed_connect_is_logged_against_the_user_site_and_error(alice, client):
@@ -110,11 +105,10 @@ FAILURES: dict[str, tuple[str, str, str, bool, str | None]] = {
 
 @pytest.mark.parametrize("kind", FAILURES.values(), ids=FAILURES.keys())
 def test_every_failed_callback_is_logged_against_the_user_and_site(
-    alice, client, fake_atlassian, settings, caplog, kind
+    alice, client, fake_atlassian, oauth_settings, caplog, kind
 ):
     breakage, reason, told, has_error, log_line = kind
     params = callback_params(consent(start(client)))
-    conf = settings.ATLASSIAN_OAUTH
     if breakage == "no_state":
         del params["state"]
     elif breakage == "bad_state":
@@ -124,9 +118,9 @@ def test_every_failed_callback_is_logged_against_the_user_and_site(
     elif breakage == "expired":
         AuthorizationState.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     elif breakage == "no_app":
-        settings.ATLASSIAN_OAUTH = {**conf, "CLIENT_ID": "", "CLIENT_SECRET": ""}
+        oauth_settings(CLIENT_ID="", CLIENT_SECRET="")
     elif breakage == "other_app":
-        settings.ATLASSIAN_OAUTH = {**conf, "CLIENT_ID": "another-app", "CLIENT_SECRET": "x"}
+        oauth_settings(CLIENT_ID="another-app", CLIENT_SECRET="x")
     elif breakage == "dead_code":
         fake_atlassian.inject(kind="code_exchange", status=400, body=DEAD_CODE)
     elif breakage == "bad_client":

@@ -100,10 +100,10 @@ def _refuse(word: str):
 
 
 @pytest.mark.django_db
-def test_rotation_moves_a_token_that_code_set_to_the_first_key(fake_atlassian, settings):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [OLD_KEY]}
+def test_rotation_moves_a_token_that_code_set_to_the_first_key(fake_atlassian, use_keys):
+    use_keys(OLD_KEY)
     grant = connected_grant(fake_atlassian)
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [NEW_KEY, OLD_KEY]}
+    use_keys(NEW_KEY, OLD_KEY)
 
     loaded = Grant.objects.get(pk=grant.pk)
     loaded.access_token = "set by code"
@@ -112,7 +112,7 @@ def test_rotation_moves_a_token_that_code_set_to_the_first_key(fake_atlassian, s
     assert set(names) == {f.attname for f in encrypted_fields(Grant)}
     loaded.save(update_fields=names)
 
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "ENCRYPTION_KEYS": [NEW_KEY]}
+    use_keys(NEW_KEY)
     again = Grant.objects.get(pk=grant.pk)
     assert again.access_token == "set by code"
     assert key_id_of(str(Grant._meta.get_field("access_token").sealed_value(again))) == "new"

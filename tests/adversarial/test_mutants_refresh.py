@@ -31,9 +31,9 @@ LEASE = 1.0
     ("status", "body"), [(403, DEAD_BODY), (503, None)], ids=["invalid_grant", "unavailable"]
 )
 def test_a_late_refusal_does_not_mark_the_grant_another_worker_refreshes(
-    fake_atlassian, settings, status, body
+    fake_atlassian, oauth_settings, status, body
 ):
-    settings.ATLASSIAN_OAUTH = {**settings.ATLASSIAN_OAUTH, "REFRESH_LOCK_TIMEOUT": LEASE}
+    oauth_settings(REFRESH_LOCK_TIMEOUT=LEASE)
     grant = connected_grant(fake_atlassian)
     expire(grant)
     before = Grant.objects.get(pk=grant.pk)
@@ -194,7 +194,7 @@ def test_a_claimed_refresh_that_finds_the_work_done_calls_nobody(fake_atlassian)
 
 
 @pytest.mark.django_db
-def test_releasing_a_lease_that_ran_out_leaves_the_next_workers_lease(fake_atlassian, settings):
+def test_releasing_a_lease_that_ran_out_leaves_the_next_workers_lease(fake_atlassian):
     grant = connected_grant(fake_atlassian)
     first = refresh._claim(grant.pk)
     assert first is not None
