@@ -159,3 +159,20 @@ def test_a_refused_client_secret_is_a_configuration_error_for_admins(fake_atlass
     assert grant_health(stored).level == "error"
     assert "nothing you need to do" in str(grant_health(stored).advice)  # not the user's fault
     assert "fix it under Atlassian apps" in admin_advice(stored)
+
+
+def test_a_dead_grant_is_dead_since_atlassian_refused_it(fake_atlassian):
+    from atlassian_oauth import refresh
+    from atlassian_oauth.exceptions import ReconnectRequired
+    from atlassian_oauth.models import Event
+    from tests.refresh_helpers import connected_grant, expire
+
+    grant = connected_grant(fake_atlassian)
+    Grant.objects.filter(pk=grant.pk).update(state_changed_at=timezone.now() - timedelta(days=9))
+    expire(grant)
+    fake_atlassian.revoke_grant(grant.client_id, grant.account_id)
+    before = timezone.now()
+    with pytest.raises(ReconnectRequired):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    dead = Grant.objects.get(pk=grant.pk)
+    assert dead.state_changed_at is not None and dead.state_changed_at >= before
