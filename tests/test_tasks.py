@@ -127,10 +127,12 @@ def test_due_grants_uses_the_due_index_on_postgresql(mixed_grants):
         # that an index serves the query once the table is large.
         cursor.execute("SET LOCAL enable_seqscan = off")
     plan = sweep.due_grants().explain()
-    # Either status-led index serves it (the planner picks by cost, which a handful of rows
-    # leaves close); what must not happen is reading the whole table.
+    # One of the grant's status-led indexes serves it (which one, the planner picks by costs
+    # that a handful of rows leaves close: seen are the due, keep-alive and retry indexes);
+    # what must not happen is reading the whole table. Issue 12's benchmark measures the
+    # plan at 100k rows.
     assert "Seq Scan" not in plan, plan
-    assert "atlassian_grant_due_idx" in plan or "atlassian_grant_keepalive_idx" in plan, plan
+    assert any(index.name in plan for index in Grant._meta.indexes), plan
 
 
 def test_the_margin_and_keepalive_settings_decide(mixed_grants, oauth_settings):
