@@ -363,7 +363,13 @@ def connection_deleted(
     )
     grant_deleted = Grant.objects.filter(pk=instance.grant_id).delete_unused() > 0
     user, site = instance.user, instance.site
-    if isinstance(origin, Connection):
+    arguments = {
+        "user": user,
+        "site": site,
+        "account_id": account_id,
+        "grant_deleted": grant_deleted,
+    }
+    if isinstance(origin, Connection):  # disconnect(), or code deleting this one connection
         emit(
             Event.Kind.DISCONNECTED,
             actor=_disconnecting.get() or Event.Actor.SYSTEM,
@@ -374,12 +380,7 @@ def connection_deleted(
             message=f"Disconnected Atlassian account {account_id}"
             + (" and deleted its tokens" if grant_deleted else ""),
             details={"grant_deleted": grant_deleted},
-            arguments={
-                "user": user,
-                "site": site,
-                "account_id": account_id,
-                "grant_deleted": grant_deleted,
-            },
+            arguments=arguments,
         )
         return
     # A cascade: the user or site may be on its way out in this same delete, so the event
@@ -395,10 +396,5 @@ def connection_deleted(
             "site_id": instance.site_id,
             "grant_deleted": grant_deleted,
         },
-        arguments={
-            "user": user,
-            "site": site,
-            "account_id": account_id,
-            "grant_deleted": grant_deleted,
-        },
+        arguments=arguments,
     )
