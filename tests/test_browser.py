@@ -12,24 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
-from playwright.sync_api import Page, Response, expect, sync_playwright
+from playwright.sync_api import Page, Response, expect
 
 from atlassian_oauth.models import Connection, Event, Grant, Resource
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from demo_site.demo_data import seed
+from tests.browser_helpers import browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCOPES = {"read:jira-user", "read:jira-work", "write:jira-work", "read:me", "offline_access"}
 CONNECTED_APPS_URL = "https://id.atlassian.com/manage-profile/apps"
 
@@ -46,24 +37,9 @@ def demo_url(live_server: Any, fake_atlassian: FakeAtlassian) -> str:
 
 @pytest.fixture
 def page(chromium_path: str, demo_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    # Playwright's sync API keeps an asyncio loop marked as running on this thread, so Django
-    # refuses ORM calls here (SynchronousOnlyOperation). The test's own queries are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = browser.new_context(base_url=demo_url)
-            context.set_default_timeout(10_000)
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
-            # The test's queries ran while Playwright's loop was marked running, so Django gave
-            # them a connection of their own (per context); close it, or PostgreSQL refuses to
-            # drop the test database at the end of the session.
-            connections.close_all()
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see browser_page
+    with browser_page(chromium_path, demo_url) as opened:
+        yield opened
 
 
 def expect_message(page: Page, text: str) -> None:

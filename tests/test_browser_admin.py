@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from atlassian_oauth.models import GrantHealth
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from tests.admin_helpers import OWNERS, every_state
-from tests.test_browser import CHROMIUM_ARGS
+from tests.browser_helpers import browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -45,22 +44,9 @@ def admin_url(
 
 @pytest.fixture
 def page(chromium_path: str, admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
-    # See tests/test_browser.py: Playwright's loop is marked running on this thread.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = browser.new_context(
-                base_url=admin_url, viewport={"width": WIDTH, "height": 900}
-            )
-            context.set_default_timeout(10_000)
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
-            connections.close_all()
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see browser_page
+    with browser_page(chromium_path, admin_url, viewport={"width": WIDTH, "height": 900}) as opened:
+        yield opened
 
 
 def shoot(page: Page, path: Path, what: str) -> None:

@@ -1,0 +1,47 @@
+"""One way to open a page in Debian's headless Chromium with Playwright, for the browser tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections
+from playwright.sync_api import Page, sync_playwright
+
+#: As the machine's docs advise: no sandbox as root, and no background traffic to hosts a
+#: closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def browser_page(chromium_path: str, base_url: str, **context_options: Any) -> Iterator[Page]:
+    """A page of a fresh browser context on ``base_url``; closes everything after the block.
+
+    Set DJANGO_ALLOW_ASYNC_UNSAFE first (``monkeypatch.setenv``): Playwright's sync API keeps
+    an asyncio loop marked as running on this thread, so Django would refuse the test's own
+    (synchronous) queries.
+    """
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = browser.new_context(base_url=base_url, **context_options)
+            context.set_default_timeout(10_000)
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+            # The test's queries ran while Playwright's loop was marked running, so Django gave
+            # them a connection of their own (per context); close it, or PostgreSQL refuses to
+            # drop the test database at the end of the session.
+            connections.close_all()
