@@ -7,6 +7,7 @@ lists defer them, and a grant page shows only a short one-way fingerprint of eac
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -376,10 +377,22 @@ class HealthAdminMixin:
             context["last_sweep_at"] = operations.last_sweep_at()
         return response
 
+    def _rows_without_health_filter(self, request: HttpRequest, cl: ChangeList) -> QuerySet[Any]:
+        if django.VERSION >= (5, 0):
+            return cl.get_queryset(request, exclude_parameters=[HealthFilter.parameter_name])
+        # Django 4.2 has no exclude_parameters: the changelist of this request without it.
+        stripped = copy.copy(request)
+        query = request.GET.copy()
+        query.pop(HealthFilter.parameter_name, None)
+        stripped.GET = query  # type: ignore[assignment]  # a mutable copy; Django reads it only
+        # (A mixin of ModelAdmins: they have get_changelist_instance.)
+        changelist: ChangeList = self.get_changelist_instance(stripped)  # type: ignore[attr-defined]
+        return changelist.get_queryset(stripped)
+
     def health_summary(self, request: HttpRequest, cl: ChangeList) -> list[dict[str, Any]]:
         """Counts per health state for the current filter and search (the health filter
         aside), one query, each with the link that filters to it."""
-        rows = cl.get_queryset(request, exclude_parameters=[HealthFilter.parameter_name])
+        rows = self._rows_without_health_filter(request, cl)
         counts = dict(
             rows.prefetch_related(None)
             .order_by()
