@@ -110,7 +110,7 @@ def test_grant_list_shows_health(admin_client, connected):
     assert "atlassian-oauth-health-ok" in page and "Healthy" in page
     Grant.objects.update(status=Grant.Status.NEEDS_RECONNECT)
     page = get(admin_client, "/admin/atlassian_oauth/grant/?health=needs_reconnect")
-    assert "Needs reconnect" in page and "ada@example.com" in page
+    assert "Needs reconnect" in page and "ada@<wbr>example.com" in page
 
 
 def test_the_disconnect_action_logs_the_event(admin_client, connected):
