@@ -66,7 +66,11 @@ def reach_consent_page(page: Page, fake: FakeAtlassian) -> None:
     expect(page.get_by_role("heading", name="Fake Atlassian consent")).to_be_visible()
     expect(page.locator("#client-id")).to_have_text("fake-client-id")
     expect(page.locator("#scopes li")).to_have_count(len(SCOPES))
-    assert set(page.locator("#scopes li").all_inner_texts()) == SCOPES
+    # Each scope is listed in words, its name kept in data-scope (and shown small).
+    assert (
+        set(page.locator("#scopes li").evaluate_all("items => items.map(i => i.dataset.scope)"))
+        == SCOPES
+    )
 
 
 def connect_and_open_status(page: Page, fake: FakeAtlassian) -> None:

@@ -7,19 +7,29 @@ nothing, the fake does what a plain RFC 6749 server does, and says so where it m
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import logging
+import os
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from ._fake_pages import AccountChoice, consent_body, error_body, page
+
+logger = logging.getLogger("atlassian_oauth.testing.fake_atlassian")
 
 DEFAULT_CLIENT_ID: Final = "fake-client-id"
 DEFAULT_CLIENT_SECRET: Final = "fake-client-secret"
+#: The name the consent page shows for the initial app (Atlassian shows the developer console's).
+DEFAULT_APP_NAME: Final = "django-atlassian-oauth demo"
 DEFAULT_PORT: Final = 8765
 DEFAULT_ACCESS_TOKEN_LIFETIME: Final = 3600
 AUDIENCE: Final = "api.atlassian.com"
@@ -140,12 +150,9 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     )
 
 
-def html_response(status: int, title: str, body_html: str) -> Response:
-    page = (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>\n<body>\n{body_html}\n</body></html>\n"
-    )
-    return Response(status, page.encode(), "text/html;charset=UTF-8")
+def html_response(status: int, title: str, body_html: str, *, brand_note: str = "") -> Response:
+    document = page(title, body_html, brand_note=brand_note)
+    return Response(status, document.encode(), "text/html;charset=UTF-8")
 
 
 def redirect_response(location: str) -> Response:
@@ -181,6 +188,7 @@ class App:
     client_secret: str
     redirect_uris: list[str] | None
     scopes: frozenset[str] | None
+    name: str | None = None
 
     def disallowed(self, scopes: Iterable[str]) -> list[str]:
         # offline_access is not configured in the developer console: every app may ask for it.
@@ -350,15 +358,77 @@ DEAD_GRANT_BODIES: Final[dict[str, JsonDict]] = {
 # RFC 6749 section 5.1: token responses must not be cached.
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
+#: The issues every Jira site of the fake has, each assigned to whoever searches, most recently
+#: updated first: (number, summary, type, status, status category, priority, hours since update).
 ISSUE_TEMPLATES: Final = (
-    ("Connect the billing service to Jira", "To Do"),
-    ("Refresh tokens rotate on every use", "In Progress"),
-    ("Write the onboarding guide", "Done"),
+    (
+        23,
+        "Checkout fails when the basket holds more than 50 items",
+        "Bug",
+        "In Progress",
+        "indeterminate",
+        "High",
+        1,
+    ),
+    (21, "Invoice PDF shows last year's VAT number", "Bug", "To Do", "new", "Highest", 3),
+    (
+        19,
+        "Refresh tokens rotate on every use: store the new one first",
+        "Task",
+        "In Review",
+        "indeterminate",
+        "Medium",
+        20,
+    ),
+    (17, "Single sign-on for the partner portal", "Story", "To Do", "new", "Medium", 26),
+    (12, "Export the monthly usage report as CSV", "Story", "Done", "done", "Low", 75),
+    (9, "Write the onboarding guide for new support staff", "Task", "Done", "done", "Low", 140),
 )
+STATUS_CATEGORY_NAMES: Final = {"new": "To Do", "indeterminate": "In Progress", "done": "Done"}
+
+
+#: The saved state's layout; a file of another format is set aside and the fake starts fresh.
+STATE_FORMAT: Final = 1
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _saves(
+    method: Callable[Concatenate[FakeState, _P], _R],
+) -> Callable[Concatenate[FakeState, _P], _R]:
+    """Save the state (when it has a file) once the outermost changing call returns."""
+
+    @functools.wraps(method)
+    def wrapper(self: FakeState, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock:
+            self._changing += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._changing -= 1
+                if self._changing == 0:
+                    self.save()
+
+    return cast("Callable[Concatenate[FakeState, _P], _R]", wrapper)
 
 
 class FakeState:
-    """Apps, accounts, grants, tokens, faults and counters of one fake Atlassian."""
+    """Apps, accounts, grants, tokens, faults and counters of one fake Atlassian.
+
+    With a ``state_path`` the apps, accounts, grants, tokens, settings and clock survive a
+    restart: they are loaded from that JSON file and written back after every change (faults,
+    counts and the request log are per run and never saved). Without one, all is in memory.
+    """
+
+    apps: dict[str, App]
+    accounts: dict[str, Account]
+    grants: dict[tuple[str, str], Grant]
+    families: dict[str, Family]
+    codes: dict[str, Code]
+    access_tokens: dict[str, AccessToken]
+    refresh_tokens: dict[str, RefreshToken]
+    pending_consents: dict[str, PendingConsent]
 
     def __init__(
         self,
@@ -368,44 +438,162 @@ class FakeState:
         redirect_uris: Iterable[str] | None = None,
         access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME,
         auto_consent: str | None = None,
+        app_name: str | None = DEFAULT_APP_NAME,
+        tenant_names: Mapping[str, str] | None = None,
+        state_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.clock = FakeClock()
+        self._changing = 0
+        self.state_path: Path | None = None
         self._initial_app = (
             client_id,
             client_secret,
             None if redirect_uris is None else list(redirect_uris),
+            app_name,
         )
         self._initial_settings = {
             "access_token_lifetime": access_token_lifetime,
             "auto_consent": auto_consent,
         }
+        #: Host name (of a redirect_uri) -> the tenant's name, for the consent page.
+        self.tenant_names = {k.lower(): v for k, v in (tenant_names or {}).items()}
         self.reset()
+        if state_path is not None:
+            self.state_path = Path(state_path)
+            self._load()
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the state to ``state_path`` atomically (mode 0600); a no-op without one."""
+        path = self.state_path
+        if path is None:
+            return
+        # Under the lock from snapshot to rename, so an older snapshot never replaces a newer.
+        with self.lock:
+            data = json.dumps(self._snapshot(), indent=1, sort_keys=True).encode()
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            # It holds the fake's tokens: only the owner may read it, from its first byte on.
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                # A restart reads the old file or the new one, never half of one.
+                os.replace(temporary, path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+
+    def _snapshot(self) -> JsonDict:
+        now = self.clock.now()
+        return {
+            "format": STATE_FORMAT,
+            "clock_offset": self.clock.offset,
+            "settings": self.settings.as_dict(),
+            "apps": [
+                {**asdict(app), "scopes": None if app.scopes is None else sorted(app.scopes)}
+                for app in self.apps.values()
+            ],
+            "accounts": [account.as_dict() for account in self.accounts.values()],
+            "grants": [asdict(grant) for grant in self.grants.values()],
+            "families": {key: asdict(value) for key, value in self.families.items()},
+            "codes": {key: asdict(value) for key, value in self.codes.items()},
+            # An expired access token is refused like an unknown one: no need to keep it.
+            "access_tokens": {
+                key: asdict(value)
+                for key, value in self.access_tokens.items()
+                if value.expires_at > now
+            },
+            "refresh_tokens": {key: asdict(value) for key, value in self.refresh_tokens.items()},
+            "pending_consents": {
+                key: asdict(value) for key, value in self.pending_consents.items()
+            },
+        }
+
+    def _load(self) -> None:
+        path = self.state_path
+        if path is None or not path.exists():
+            self.save()
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+                raise ValueError(f"not a format {STATE_FORMAT} state file")
+            with self.lock:
+                self._restore(data)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            aside = path.with_name(path.name + ".unreadable")
+            os.replace(path, aside)
+            logger.warning(
+                "Fake Atlassian: could not read its saved state (%s); moved it to %s and "
+                "started fresh, so connections made before must connect again.",
+                error,
+                aside,
+            )
+            self.reset()
+
+    @_saves
+    def _restore(self, data: JsonDict) -> None:
+        def scopes(item: JsonDict) -> JsonDict:
+            return {**item, "scopes": tuple(item["scopes"])}
+
+        apps = {}
+        for item in data["apps"]:
+            listed = item["scopes"]
+            apps[item["client_id"]] = App(
+                **{**item, "scopes": None if listed is None else frozenset(listed)}
+            )
+        self.apps = apps
+        self.accounts = {a["account_id"]: Account(**a) for a in data["accounts"]}
+        self.grants = {
+            (g["client_id"], g["account_id"]): Grant(**scopes(g)) for g in data["grants"]
+        }
+        self.families = {k: Family(**scopes(v)) for k, v in data["families"].items()}
+        self.codes = {k: Code(**scopes(v)) for k, v in data["codes"].items()}
+        self.access_tokens = {k: AccessToken(**v) for k, v in data["access_tokens"].items()}
+        self.refresh_tokens = {k: RefreshToken(**v) for k, v in data["refresh_tokens"].items()}
+        self.pending_consents = {
+            k: PendingConsent(**scopes(v)) for k, v in data["pending_consents"].items()
+        }
+        self.settings = Settings(**data["settings"])
+        self.clock.advance(float(data["clock_offset"]))
+        # What this run was started with wins over what was saved (a new token lifetime, a new
+        # secret); the scopes an app was registered with stay, or its grants would be revoked.
+        self.update_settings(self._initial_settings)
+        client_id, client_secret, redirect_uris, app_name = self._initial_app
+        app = self.apps.get(client_id)
+        if app is None:
+            self.register_app(client_id, client_secret, redirect_uris, name=app_name)
+        else:
+            app.client_secret, app.redirect_uris, app.name = client_secret, redirect_uris, app_name
 
     # ---- configuration ------------------------------------------------------------------------
 
+    @_saves
     def reset(self) -> None:
         """Back to the initial app, accounts and settings; no grants, codes, faults or counts."""
         with self.lock:
             self.clock.reset()
-            self.apps: dict[str, App] = {}
-            self.accounts: dict[str, Account] = {}
-            self.grants: dict[tuple[str, str], Grant] = {}
-            self.families: dict[str, Family] = {}
-            self.codes: dict[str, Code] = {}
-            self.access_tokens: dict[str, AccessToken] = {}
-            self.refresh_tokens: dict[str, RefreshToken] = {}
-            self.pending_consents: dict[str, PendingConsent] = {}
+            self.apps = {}
+            self.accounts = {}
+            self.grants = {}
+            self.families = {}
+            self.codes = {}
+            self.access_tokens = {}
+            self.refresh_tokens = {}
+            self.pending_consents = {}
             self.faults: deque[_Pending] = deque()
             self._counts = dict.fromkeys(KINDS, 0)
             self._log: deque[JsonDict] = deque(maxlen=REQUESTS_LOG_LIMIT)
             self.settings = Settings()
             self.update_settings(self._initial_settings)
-            client_id, client_secret, redirect_uris = self._initial_app
-            self.register_app(client_id, client_secret, redirect_uris)
+            client_id, client_secret, redirect_uris, app_name = self._initial_app
+            self.register_app(client_id, client_secret, redirect_uris, name=app_name)
             for account in default_accounts():
                 self.add_account(**account)
 
+    @_saves
     def update_settings(self, values: Mapping[str, Any]) -> JsonDict:
         """Validate and apply any of the ``Settings`` fields; returns all settings."""
         with self.lock:
@@ -427,14 +615,17 @@ class FakeState:
             self.settings = new
             return new.as_dict()
 
+    @_saves
     def register_app(
         self,
         client_id: str,
         client_secret: str,
         redirect_uris: Iterable[str] | None = None,
         scopes: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None:
-        """Add or replace an app; a changed scope set revokes its grants, as Atlassian does."""
+        """Add or replace an app; a changed scope set revokes its grants, as Atlassian does.
+        ``name`` is what the consent page calls it (the client id when None)."""
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must not be empty")
         if isinstance(redirect_uris, str) or isinstance(scopes, str):
@@ -444,6 +635,7 @@ class FakeState:
             client_secret,
             None if redirect_uris is None else list(redirect_uris),
             None if scopes is None else frozenset(scopes),
+            None if name is None else str(name),
         )
         with self.lock:
             old = self.apps.get(client_id)
@@ -454,6 +646,7 @@ class FakeState:
                         self._revoke(grant)
             self.apps[client_id] = app
 
+    @_saves
     def add_account(
         self,
         account_id: str,
@@ -560,6 +753,7 @@ class FakeState:
 
     # ---- /authorize -------------------------------------------------------------------------
 
+    @_saves
     def authorize(self, query: Mapping[str, list[str]]) -> Response:
         """Validate a consent request; show the consent page or act on ``auto_consent``."""
 
@@ -613,6 +807,7 @@ class FakeState:
             self.pending_consents[consent_id] = pending
             return self._consent_page(consent_id, pending)
 
+    @_saves
     def consent_decision(self, form: Mapping[str, str]) -> Response:
         """The consent form's answer: redirect with a code, or with ``error=access_denied``."""
         decision = form.get("decision")
@@ -658,32 +853,29 @@ class FakeState:
         return next(iter(self.accounts.values()), None)
 
     def _consent_page(self, consent_id: str, pending: PendingConsent) -> Response:
-        esc = html.escape
         chosen = self._consenting_account(None)
-        options = "\n".join(
-            f'<option value="{esc(a.account_id)}"{" selected" if a is chosen else ""}>'
-            f"{esc(a.name)} &lt;{esc(a.email)}&gt;</option>"
-            for a in self.accounts.values()
+        app = self.apps.get(pending.client_id)
+        body = consent_body(
+            app_name=(app.name if app is not None else None) or pending.client_id,
+            client_id=pending.client_id,
+            tenant=self._tenant(pending.redirect_uri),
+            redirect_uri=pending.redirect_uri,
+            scopes=pending.scopes,
+            accounts=[
+                AccountChoice(a.account_id, a.name, a.email, a is chosen)
+                for a in self.accounts.values()
+            ],
+            consent_id=consent_id,
         )
-        scopes = "\n".join(f"<li><code>{esc(s)}</code></li>" for s in pending.scopes)
-        body = f"""<h1>Fake Atlassian consent</h1>
-<p>The app <strong id="client-id">{esc(pending.client_id)}</strong> wants to access your
-Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</code>.</p>
-<ul id="scopes">
-{scopes}
-</ul>
-<form method="post" action="/authorize">
-<input type="hidden" name="consent_id" value="{esc(consent_id)}">
-<p><label for="account_id">Account</label>
-<select id="account_id" name="account_id">
-{options}
-</select></p>
-<p><button type="submit" name="decision" value="accept">Accept</button>
-<button type="submit" name="decision" value="decline">Decline</button></p>
-</form>"""
-        response = html_response(200, "Fake Atlassian consent", body)
+        response = html_response(200, "Fake Atlassian consent", body, brand_note="consent")
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    def _tenant(self, redirect_uri: str) -> str:
+        """Who asks, as far as the fake can tell: the callback's host, named when it is known."""
+        parts = urlsplit(redirect_uri)
+        name = self.tenant_names.get((parts.hostname or "").lower())
+        return f"{name} ({parts.netloc})" if name else parts.netloc
 
     def _consent(self, app: App, account_id: str, scopes: tuple[str, ...], now: float) -> Grant:
         grant = self.grants.get((app.client_id, account_id))
@@ -705,6 +897,7 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
 
     # ---- /oauth/token -----------------------------------------------------------------------
 
+    @_saves
     def token(self, params: Mapping[str, str], basic: tuple[str, str] | None = None) -> Response:
         """The token endpoint for ``authorization_code`` and ``refresh_token`` grants."""
         grant_type = params.get("grant_type")
@@ -907,13 +1100,16 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
             if rest_path == "/rest/api/3/myself":
                 return json_response(200, _jira_user(site, account))
             if rest_path in ("/rest/api/3/search", "/rest/api/3/search/jql"):
-                return _jira_search(site, query, rest_path.endswith("/jql"))
+                return _jira_search(
+                    site, account, query, rest_path.endswith("/jql"), self.clock.now()
+                )
             return json_response(
                 404, {"errorMessages": ["No fake for this Jira endpoint."], "errors": {}}
             )
 
     # ---- test helpers -----------------------------------------------------------------------
 
+    @_saves
     def mint_grant(self, client_id: str, account_id: str, scopes: str | Iterable[str]) -> JsonDict:
         """The token response a consent plus code exchange would give, without the browser."""
         wanted = split_scopes(scopes)
@@ -932,6 +1128,7 @@ Atlassian account. It will be sent back to <code>{esc(pending.redirect_uri)}</co
             grant = self._consent(app, account_id, wanted, now)
             return self._issue(self._new_family(grant, wanted, now), now)
 
+    @_saves
     def revoke_grant(self, client_id: str, account_id: str) -> bool:
         """Kill every token of the grant, as removing the app in "Connected apps" does."""
         with self.lock:
@@ -996,11 +1193,7 @@ def _bad_authorize(name: str, value: str | None, problem: str) -> Response:
 
 
 def _error_page(status: int, sentence_html: str) -> Response:
-    return html_response(
-        status,
-        "Fake Atlassian: invalid request",
-        f"<h1>Something went wrong</h1>\n<p>{sentence_html}</p>",
-    )
+    return html_response(status, "Fake Atlassian: invalid request", error_body(sentence_html))
 
 
 def _unauthorized() -> Response:
@@ -1021,7 +1214,13 @@ def _jira_user(site: Mapping[str, str], account: Account) -> JsonDict:
     }
 
 
-def _jira_search(site: Mapping[str, str], query: Mapping[str, list[str]], jql: bool) -> Response:
+def _jira_search(
+    site: Mapping[str, str],
+    account: Account,
+    query: Mapping[str, list[str]],
+    jql: bool,
+    now: float,
+) -> Response:
     def number(name: str, default: int) -> int:
         values = query.get(name)
         return int(values[0]) if values and values[0] else default
@@ -1034,14 +1233,32 @@ def _jira_search(site: Mapping[str, str], query: Mapping[str, list[str]], jql: b
         )
     start_at, max_results = max(start_at, 0), min(max(max_results, 0), 100)
     prefix = "".join(c for c in site["name"].upper() if c.isalnum()) or "FAKE"
+    assignee = {
+        "accountId": account.account_id,
+        "displayName": account.name,
+        "emailAddress": account.email,
+    }
     issues = [
         {
             "id": str(10000 + n),
             "key": f"{prefix}-{n}",
             "self": f"{site['url']}/rest/api/3/issue/{10000 + n}",
-            "fields": {"summary": summary, "status": {"name": status}},
+            "fields": {
+                "summary": summary,
+                "issuetype": {"name": kind},
+                "status": {
+                    "name": status,
+                    "statusCategory": {"key": category, "name": STATUS_CATEGORY_NAMES[category]},
+                },
+                "priority": {"name": priority},
+                "assignee": assignee,
+                # Jira's own format: milliseconds and a numeric offset without a colon.
+                "updated": time.strftime(
+                    "%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - hours * 3600)
+                ),
+            },
         }
-        for n, (summary, status) in enumerate(ISSUE_TEMPLATES, start=1)
+        for n, summary, kind, status, category, priority, hours in ISSUE_TEMPLATES
     ]
     page = issues[start_at : start_at + max_results]
     payload: JsonDict = {

@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import socketserver
@@ -38,6 +39,7 @@ from ._fake_state import (
     AUDIENCE,
     CODE_LIFETIME,
     DEFAULT_ACCESS_TOKEN_LIFETIME,
+    DEFAULT_APP_NAME,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PORT,
@@ -60,6 +62,7 @@ __all__ = [
     "AUDIENCE",
     "CODE_LIFETIME",
     "DEFAULT_ACCESS_TOKEN_LIFETIME",
+    "DEFAULT_APP_NAME",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PORT",
@@ -333,6 +336,8 @@ def _control_action(
             state.clock.advance(_number(data["advance"]))
         elif "set" in data:
             state.clock.set(_number(data["set"]))
+        if data:
+            state.save()
         return json_response(200, {"now": state.clock.now()})
     if name == "settings" and method in ("GET", "POST"):
         return json_response(200, state.update_settings(data))
@@ -455,6 +460,7 @@ class FakeAtlassianControl(Protocol):
         client_secret: str,
         redirect_uris: Iterable[str] | None = None,
         scopes: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None: ...
 
     def add_account(
@@ -482,7 +488,11 @@ class FakeAtlassianControl(Protocol):
 
 
 class FakeAtlassian:
-    """A fake Atlassian on ``host:port`` (port 0 picks a free one); state survives stop/start."""
+    """A fake Atlassian on ``host:port`` (port 0 picks a free one); state survives stop/start.
+
+    ``state_path`` (a JSON file) makes the state survive a restart of the process too: the
+    apps, accounts, grants and tokens are read from it at start and written after every change.
+    """
 
     def __init__(
         self,
@@ -494,6 +504,9 @@ class FakeAtlassian:
         redirect_uris: Iterable[str] | None = None,
         access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME,
         auto_consent: str | None = None,
+        app_name: str | None = DEFAULT_APP_NAME,
+        tenant_names: Mapping[str, str] | None = None,
+        state_path: str | os.PathLike[str] | None = None,
     ) -> None:
         # The keyword arguments define the initial state that reset() returns to.
         self.host = host
@@ -504,6 +517,9 @@ class FakeAtlassian:
             redirect_uris=redirect_uris,
             access_token_lifetime=access_token_lifetime,
             auto_consent=auto_consent,
+            app_name=app_name,
+            tenant_names=tenant_names,
+            state_path=state_path,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -535,6 +551,7 @@ class FakeAtlassian:
             thread.join(timeout=5)
         server.server_close()
         server.close_connections()
+        self._state.save()
 
     def serve_forever(self, ready: Callable[[FakeAtlassian], None] | None = None) -> None:
         """Serve from this thread until KeyboardInterrupt; ``ready`` is called once bound."""
@@ -551,6 +568,7 @@ class FakeAtlassian:
             self._server = None
             server.server_close()
             server.close_connections()
+            self._state.save()
 
     def _bind(self) -> _Server:
         self._server = _Server((self.host, self._port), self._state)
@@ -596,10 +614,14 @@ class FakeAtlassian:
 
     def advance_clock(self, seconds: float) -> float:
         """Move the fake's clock forward; returns its new ``now``."""
-        return self._state.clock.advance(seconds)
+        now = self._state.clock.advance(seconds)
+        self._state.save()
+        return now
 
     def set_clock(self, epoch: float) -> float:
-        return self._state.clock.set(epoch)
+        now = self._state.clock.set(epoch)
+        self._state.save()
+        return now
 
     @property
     def counts(self) -> dict[str, int]:
@@ -617,9 +639,11 @@ class FakeAtlassian:
         client_secret: str,
         redirect_uris: Iterable[str] | None = None,
         scopes: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None:
-        """Add or replace an app; None means any redirect_uri, or any scope, is accepted."""
-        self._state.register_app(client_id, client_secret, redirect_uris, scopes)
+        """Add or replace an app; None means any redirect_uri, or any scope, is accepted.
+        ``name`` is what the consent page calls the app (its client id when None)."""
+        self._state.register_app(client_id, client_secret, redirect_uris, scopes, name)
 
     def add_account(
         self,
@@ -840,12 +864,14 @@ class FakeAtlassianClient:
         client_secret: str,
         redirect_uris: Iterable[str] | None = None,
         scopes: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None:
         payload = {
             "client_id": client_id,
             "client_secret": client_secret,
             "redirect_uris": None if redirect_uris is None else list(redirect_uris),
             "scopes": None if scopes is None else sorted(scopes),
+            "name": name,
         }
         self._call("POST", "apps", payload)
 
@@ -911,9 +937,32 @@ def main(argv: list[str] | None = None) -> int:
         dest="redirect_uris",
         help="an allowed callback URL (repeatable; default: any)",
     )
+    parser.add_argument(
+        "--app-name", default=DEFAULT_APP_NAME, help="the app's name on the consent page"
+    )
+    parser.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="HOST=NAME",
+        help="name the tenant whose callback is on HOST on the consent page (repeatable)",
+    )
+    parser.add_argument(
+        "--state-file",
+        help="keep the state (grants, tokens) in this JSON file across restarts; default: memory",
+    )
     args = parser.parse_args(argv)
     if args.token_lifetime <= 0:
         parser.error("--token-lifetime must be positive")
+    tenants: dict[str, str] = {}
+    for item in args.tenant:
+        host, _, name = item.partition("=")
+        if not host or not name:
+            parser.error("--tenant takes HOST=NAME")
+        tenants[host] = name
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     fake = FakeAtlassian(
         args.host,
         args.port,
@@ -922,6 +971,9 @@ def main(argv: list[str] | None = None) -> int:
         redirect_uris=args.redirect_uris,
         access_token_lifetime=args.token_lifetime,
         auto_consent=args.auto_consent,
+        app_name=args.app_name,
+        tenant_names=tenants,
+        state_path=args.state_file,
     )
 
     def announce(running: FakeAtlassian) -> None:

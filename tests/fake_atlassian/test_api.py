@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from atlassian_oauth.testing import (
@@ -116,14 +118,40 @@ def test_jira_search_returns_issues_of_the_site(oauth: OAuth, endpoint: str) -> 
 
     assert response.status_code == 200
     result = response.json()
-    assert result["total"] == 3
+    assert result["total"] == 6
     assert result["startAt"] == 0
     assert result["maxResults"] == 2
-    assert [i["key"] for i in result["issues"]] == ["ACME-1", "ACME-2"]
+    # Keys of a real project (not numbered from 1), most recently updated first.
+    assert [i["key"] for i in result["issues"]] == ["ACME-23", "ACME-21"]
     issue = result["issues"][0]
     assert issue["id"]
-    assert issue["fields"]["summary"]
-    assert issue["fields"]["status"]["name"] == "To Do"
+    fields = issue["fields"]
+    assert fields["summary"] == "Checkout fails when the basket holds more than 50 items"
+    assert fields["status"] == {
+        "name": "In Progress",
+        "statusCategory": {"key": "indeterminate", "name": "In Progress"},
+    }
+    assert fields["issuetype"]["name"] == "Bug"
+    assert fields["priority"]["name"] == "High"
+    # assignee = currentUser(): the account that searches.
+    assert fields["assignee"]["accountId"] == ADA_ACCOUNT_ID
+    assert fields["assignee"]["displayName"] == "Ada Lovelace"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0000", fields["updated"])
+    updated = [i["fields"]["updated"] for i in result["issues"]]
+    assert updated == sorted(updated, reverse=True)
+
+
+def test_jira_search_pages_through_the_issues(oauth: OAuth) -> None:
+    tokens = oauth.mint("read:jira-work")
+    path = f"/ex/jira/{ACME_CLOUD_ID}/rest/api/3/search/jql"
+
+    first = oauth.api(path, tokens["access_token"], maxResults="4").json()
+    rest = oauth.api(path, tokens["access_token"], startAt="4", maxResults="4").json()
+
+    assert (len(first["issues"]), first["isLast"]) == (4, False)
+    assert (len(rest["issues"]), rest["isLast"]) == (2, True)
+    keys = {i["key"] for i in first["issues"] + rest["issues"]}
+    assert len(keys) == 6 and all(key.startswith("ACME-") for key in keys)
 
 
 def test_jira_on_a_cloud_id_the_grant_does_not_reach_is_a_404(oauth: OAuth) -> None:

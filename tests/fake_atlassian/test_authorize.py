@@ -6,8 +6,14 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
-from atlassian_oauth.testing import ADA_ACCOUNT_ID, DEFAULT_CLIENT_ID, GRACE_ACCOUNT_ID
+from atlassian_oauth.testing import (
+    ADA_ACCOUNT_ID,
+    DEFAULT_CLIENT_ID,
+    GRACE_ACCOUNT_ID,
+    FakeAtlassian,
+)
 
 from .conftest import REDIRECT_URI, OAuth
 
@@ -80,15 +86,55 @@ def test_the_consent_page_shows_the_app_the_scopes_and_accept_and_decline(oauth:
     assert response.status_code == 200
     page = response.text
     assert "<title>Fake Atlassian consent</title>" in page
-    assert DEFAULT_CLIENT_ID in page
-    assert "<li><code>read:jira-work</code></li>" in page
-    assert "<li><code>offline_access</code></li>" in page
-    assert '<button type="submit" name="decision" value="accept">Accept</button>' in page
-    assert '<button type="submit" name="decision" value="decline">Decline</button>' in page
+    # The app by the name it was registered with, its client id, and who asks.
+    assert (
+        '<h2><span id="app-name">django-atlassian-oauth demo</span> is requesting access to '
+        "your Atlassian account</h2>"
+    ) in page
+    assert f'<code id="client-id">{DEFAULT_CLIENT_ID}</code>' in page
+    assert '<strong id="tenant">app.example</strong>' in page
+    # Each scope in Atlassian's words, with its name beside.
+    assert re.search(
+        r'<li data-scope="read:jira-work"><strong>View Jira issue data</strong>.*?'
+        r"<code>read:jira-work</code></li>",
+        page,
+    )
+    assert re.search(
+        r'<li data-scope="offline_access"><strong>Keep access when you are not using the app'
+        r"</strong>.*?<code>offline_access</code></li>",
+        page,
+    )
+    assert 'name="decision" value="accept">Accept</button>' in page
+    assert 'name="decision" value="decline">Decline</button>' in page
     assert f'<option value="{ADA_ACCOUNT_ID}" selected>' in page
     assert f'<option value="{GRACE_ACCOUNT_ID}">' in page
     # The form carries an opaque id, not the request's parameters.
     assert "the-state" not in page
+
+
+def test_the_consent_page_names_a_known_tenant_and_a_named_app() -> None:
+    with FakeAtlassian(
+        client_id="acme-app", app_name="Acme's Jira reports", tenant_names={"app.example": "Acme"}
+    ) as fake:
+        response = requests.get(
+            f"{fake.url}/authorize",
+            params={
+                "audience": "api.atlassian.com",
+                "client_id": "acme-app",
+                "scope": "read:jira-work manage:made-up offline_access",
+                "redirect_uri": "https://app.example:8443/atlassian/callback/",
+                "state": "s",
+                "response_type": "code",
+                "prompt": "consent",
+            },
+            timeout=5,
+        )
+
+    page = response.text
+    assert '<span id="app-name">Acme&#x27;s Jira reports</span>' in page
+    assert '<strong id="tenant">Acme (app.example:8443)</strong>' in page
+    # A scope Atlassian's screen has no words for is shown by its name.
+    assert '<li data-scope="manage:made-up"><strong>manage:made-up</strong>' in page
 
 
 def test_the_consent_page_escapes_what_it_echoes(oauth: OAuth) -> None:
