@@ -27,6 +27,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import client
 from .conf import conf
 from .events import emit
+from .health import configured_scopes, product_name
 from .models import AuthorizationState, Connection, Event, Grant, Resource
 from .oauth_apps import app_for_site
 
@@ -119,7 +120,13 @@ def complete(
     error = params.get("error", "")
     if error:
         if error == "access_denied":
-            _fail(user, site, "declined", _("You declined access, so Jira is not connected."))
+            _fail(
+                user,
+                site,
+                "declined",
+                _("You declined access, so %(product)s is not connected.")
+                % {"product": product_name(configured_scopes(site))},
+            )
         shown = error[:MAX_SHOWN_ERROR]
         _fail(
             user,
@@ -130,19 +137,25 @@ def complete(
         )
     code = params.get("code", "")
     if not code:
-        _fail(user, site, "missing_code", _("Atlassian sent no authorization code. Try again."))
+        _fail(user, site, "missing_code", _("Atlassian sent no authorization code. Connect again."))
 
     try:
         app = app_for_site(site)
     except ImproperlyConfigured as exc:
         logger.error("Connect failed on %s: %s", site.domain, exc)
-        _fail(user, site, "configuration", _("Jira connections are not configured on this site."))
+        _fail(
+            user,
+            site,
+            "configuration",
+            _("%(product)s connections are not configured on this site.")
+            % {"product": product_name(configured_scopes(site))},
+        )
     if app.client_id != pending.client_id:
         _fail(
             user,
             site,
             "app_changed",
-            _("This site's Atlassian app changed during the sign-in. Please connect again."),
+            _("This site's Atlassian app changed while you were at Atlassian. Connect again."),
         )
     try:
         tokens = client.exchange_code(app, code, pending.redirect_uri)
@@ -155,7 +168,7 @@ def complete(
             user,
             site,
             "invalid_code",
-            _("The sign-in took too long or was already used. Please connect again."),
+            _("This connection attempt took too long or was already used. Connect again."),
             error=str(exc),
         )
     except client.ClientConfigurationError as exc:
@@ -197,7 +210,10 @@ def _consume_state(
     """The pending flow this state names, deleted so it can never be used again."""
     if not state:
         _fail(
-            user, site, "missing_state", _("The sign-in link is incomplete. Please connect again.")
+            user,
+            site,
+            "missing_state",
+            _("Atlassian's answer is incomplete. Connect again."),
         )
     pending = AuthorizationState.objects.filter(state_hash=_digest(state)).first()
     binding = session.get(SESSION_BINDING_KEY, "")
@@ -214,7 +230,7 @@ def _consume_state(
             user,
             site,
             "invalid_state",
-            _("This sign-in link is not valid for you here. Please connect again."),
+            _("This connection attempt expired or was started in another browser. Connect again."),
         )
     # The delete is the single-use guard: of two concurrent callbacks only one deletes the row.
     deleted, _rows = AuthorizationState.objects.filter(pk=pending.pk).delete()
@@ -223,10 +239,15 @@ def _consume_state(
             user,
             site,
             "invalid_state",
-            _("This sign-in link was already used. Please connect again."),
+            _("This connection attempt was already used. Connect again."),
         )
     if pending.expires_at < timezone.now():
-        _fail(user, site, "expired_state", _("The sign-in took too long. Please connect again."))
+        _fail(
+            user,
+            site,
+            "expired_state",
+            _("This connection attempt took too long and expired. Connect again."),
+        )
     return pending
 
 
@@ -268,6 +289,8 @@ def _save_connection(
         "status": Grant.Status.ACTIVE if has_refresh_token else Grant.Status.NO_REFRESH_TOKEN,
         "consented_at": now,
         "refresh_token_issued_at": now if has_refresh_token else None,
+        # A reconnect starts the grant afresh: no renewal of the consent it replaces is shown.
+        "last_refreshed_at": None,
         "next_refresh_at": None,
         "refresh_failures": 0,
         "last_error": "" if has_refresh_token else "no_refresh_token",

@@ -6,10 +6,12 @@ it means: a level, a label, advice for the user, advice for admins, and since wh
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from django.contrib.sites.models import Site
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import Promise
@@ -18,7 +20,7 @@ from django.utils.timesince import timeuntil
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
-from .models import CONSENT_LIFETIME_DAYS, Grant, GrantHealth, health_expression
+from .models import CONSENT_LIFETIME_DAYS, AtlassianApp, Grant, GrantHealth, health_expression
 
 Level = Literal["ok", "warning", "error"]
 
@@ -35,6 +37,28 @@ LEVELS: dict[str, Level] = {
 RECONNECT_STATES = frozenset(
     {GrantHealth.NEEDS_RECONNECT, GrantHealth.NO_REFRESH_TOKEN, GrantHealth.RECONNECT_SOON}
 )
+
+
+#: Product names are names: never translated.
+JIRA, CONFLUENCE, ATLASSIAN = "Jira", "Confluence", "Atlassian"
+
+
+def product_name(scopes: Iterable[str]) -> str:
+    """What to call what ``scopes`` reach, for people: "Jira" or "Confluence" when they reach
+    exactly one of the two, else "Atlassian" (both, or neither)."""
+    scopes = list(scopes)
+    jira = any("jira" in scope or "servicedesk" in scope for scope in scopes)
+    confluence = any("confluence" in scope for scope in scopes)
+    if jira != confluence:
+        return JIRA if jira else CONFLUENCE
+    return ATLASSIAN
+
+
+def configured_scopes(site: Site) -> tuple[str, ...]:
+    """The scopes a connect on ``site`` asks for (its own app's, else the settings'), without
+    loading (and decrypting) the app's credentials: one query for the scopes only."""
+    own = AtlassianApp.objects.filter(site=site).values_list("scopes", flat=True).first()
+    return tuple((own or "").split()) or conf.SCOPES
 
 
 @dataclass(frozen=True)
@@ -65,14 +89,18 @@ def grant_health(grant: Grant, state: str | None = None) -> Health:
     from)."""
     state = health_state(grant, state)
     label = GrantHealth(state).label
+    product = product_name(grant.scope_list)
     advice: str | Promise
     if state == GrantHealth.NEEDS_RECONNECT:
-        advice = _("Atlassian no longer accepts this connection. Click Reconnect Jira.")
+        advice = format_lazy(
+            _("Atlassian no longer accepts this connection. Click Reconnect {product}."),
+            product=product,
+        )
     elif state == GrantHealth.NO_REFRESH_TOKEN:
         advice = _(
-            "Atlassian sent no refresh token, so the connection stops when the access token "
-            "expires. Cause: the app's scopes lack offline_access. Fix: add offline_access "
-            "to the scopes (settings or the site's Atlassian app), then reconnect."
+            "Atlassian sent no refresh token, so the connection stops working when the access "
+            "token expires. This site's setup does not ask for offline_access: an administrator "
+            "has to add it to the app's scopes, then reconnect."
         )
     elif state == GrantHealth.CONFIGURATION_ERROR:
         advice = _(
@@ -87,9 +115,10 @@ def grant_health(grant: Grant, state: str | None = None) -> Health:
         advice = format_lazy(
             _(
                 "Atlassian asks for consent again a year after it was given: reconnect "
-                "before {date} to keep Jira working without a break."
+                "before {date} to keep {product} working without a break."
             ),
             date=date_format(consent_expires_at(grant), "DATE_FORMAT"),
+            product=product,
         )
     else:
         advice = _("Tokens are renewed automatically.")

@@ -1,8 +1,13 @@
-"""Thin views over ``connect``: the status page, connect, callback and disconnect."""
+"""Thin views over ``connect``: the status page, connect, callback and disconnect.
+
+Connect and disconnect change state on POST only; their GET shows the page with the button
+(connect) or asks for confirmation (disconnect).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib import messages
@@ -12,17 +17,19 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import connect as flow
 from .conf import SETTINGS_NAME, conf
-from .health import grant_health
-from .models import AuthorizationState, Connection, Event, health_expression
+from .health import configured_scopes, grant_health, product_name
+from .models import AuthorizationState, Connection, Event, GrantHealth, health_expression
 
 logger = logging.getLogger(__name__)
 
@@ -74,39 +81,73 @@ def _current_connection(request: HttpRequest) -> Connection | None:
     )
 
 
+#: States in which the tokens are not renewed until someone acts (the user, or an admin).
+STOPPED_STATES = frozenset(
+    {GrantHealth.NEEDS_RECONNECT, GrantHealth.NO_REFRESH_TOKEN, GrantHealth.CONFIGURATION_ERROR}
+)
+
+
+def _status_context(request: HttpRequest, connection: Connection | None) -> dict[str, Any]:
+    """What the status and disconnect pages show about the user's connection on this site."""
+    grant = connection.grant if connection else None
+    if grant is None:
+        return {
+            "connection": None,
+            "grant": None,
+            "product": product_name(configured_scopes(Site.objects.get_current(request))),
+        }
+    health = grant_health(grant, getattr(connection, "grant_health_state", None))
+    now = timezone.now()
+    return {
+        "connection": connection,
+        "grant": grant,
+        "health": health,
+        "product": product_name(grant.scope_list),
+        # A grant Atlassian refused has no token worth a time: say since when it is dead.
+        "dead": health.state == GrantHealth.NEEDS_RECONNECT,
+        "token_expired": grant.access_token_expires_at <= now,
+        "renews_itself": health.state not in STOPPED_STATES,
+        "resources": list(grant.resources.all()),
+        "connected_apps_url": flow.CONNECTED_APPS_URL,
+        "now": now,
+    }
+
+
 @never_cache
 @login_required
 @require_GET
 def status(request: HttpRequest) -> HttpResponse:
-    connection = _current_connection(request)
-    grant = connection.grant if connection else None
-    context = {
-        "connection": connection,
-        "grant": grant,
-        "health": grant_health(grant, getattr(connection, "grant_health_state", None))
-        if grant
-        else None,
-        "resources": list(grant.resources.all()) if grant else [],
-        "connected_apps_url": flow.CONNECTED_APPS_URL,
-    }
+    context = _status_context(request, _current_connection(request))
     return render(request, "atlassian_oauth/status.html", context)
 
 
 @never_cache
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def connect(request: HttpRequest) -> HttpResponse:
+    """POST (the button) starts the round trip; GET (a link an integrator wrote) only shows a
+    page with the button, since a GET can be made to happen from another site."""
+    if request.method != "POST":
+        next_url = _safe_next(request, request.GET.get("next"))
+        context = _status_context(request, _current_connection(request))
+        context["next_url"] = next_url
+        return render(request, "atlassian_oauth/connect.html", context)
     callback = request.build_absolute_uri(reverse("atlassian_oauth:callback"))
+    site = Site.objects.get_current(request)
     try:
         url = flow.begin(
             user=request.user,  # type: ignore[arg-type]  # login_required: never anonymous
-            site=Site.objects.get_current(request),
+            site=site,
             session=request.session,
             redirect_uri=callback,
-            next_url=_safe_next(request, request.GET.get("next")),
+            next_url=_safe_next(request, request.POST.get("next")),
         )
     except ImproperlyConfigured:
-        messages.error(request, _("Jira connections are not configured on this site yet."))
+        messages.error(
+            request,
+            _("%(product)s connections are not configured on this site.")
+            % {"product": product_name(configured_scopes(site))},
+        )
         return redirect("atlassian_oauth:status")
     return HttpResponseRedirect(url)
 
@@ -149,7 +190,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         grant = result.connection.grant
         messages.success(
             request,
-            _("Jira is connected as %(account)s.") % {"account": grant},
+            _("%(product)s is connected as %(account)s.")
+            % {"product": product_name(grant.scope_list), "account": grant},
         )
         if result.missing_refresh_token:
             messages.warning(request, str(grant_health(grant).advice))
@@ -160,20 +202,36 @@ def callback(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@never_cache
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def disconnect(request: HttpRequest) -> HttpResponse:
+    """GET asks for confirmation (a page with a POST form: no JavaScript needed); POST
+    disconnects."""
     connection = _current_connection(request)
+    if request.method != "POST":
+        context = _status_context(request, connection)
+        return render(request, "atlassian_oauth/disconnect.html", context)
     if connection is None:
-        messages.info(request, _("Jira was not connected."))
+        messages.info(
+            request,
+            _("%(product)s was not connected.")
+            % {"product": product_name(configured_scopes(Site.objects.get_current(request)))},
+        )
         return redirect("atlassian_oauth:status")
+    product = product_name(connection.grant.scope_list)
     flow.disconnect(connection, actor=Event.Actor.USER)
+    # format_html escapes the arguments; only the (translated) sentence itself is markup.
     messages.success(
         request,
-        _(
-            "Jira is disconnected. Atlassian still lists this site among your connected apps "
-            "until you remove it there: %(url)s"
-        )
-        % {"url": flow.CONNECTED_APPS_URL},
+        format_html(
+            _(
+                "{product} is disconnected. To revoke this site's access at Atlassian too, "
+                'remove it from your <a href="{url}" rel="noreferrer noopener">connected '
+                "apps</a> there."
+            ),
+            product=product,
+            url=flow.CONNECTED_APPS_URL,
+        ),
     )
     return redirect("atlassian_oauth:status")

@@ -12,9 +12,9 @@ HOST = "localhost"
 
 
 def start(client: Client, next_url: str | None = None, host: str = HOST) -> str:
-    """GET connect; return the consent URL it redirects to."""
-    query = {"next": next_url} if next_url is not None else {}
-    response = client.get("/atlassian/connect/", query, HTTP_HOST=host)
+    """POST connect (the button); return the consent URL it redirects to."""
+    data = {"next": next_url} if next_url is not None else {}
+    response = client.post("/atlassian/connect/", data, HTTP_HOST=host)
     assert response.status_code == 302, response
     return str(response["Location"])
 

@@ -37,7 +37,8 @@ def test_the_whole_round_trip_stores_grant_connection_and_sites(
     assert response.status_code == 302
     assert response["Location"] == "/"  # the demo's CONNECT_REDIRECT_URL: "home"
     assert response["Referrer-Policy"] == "no-referrer"
-    assert "Jira is connected as ada@example.com." in messages_of(response)
+    # Scopes for both products: the message names neither.
+    assert messages_of(response) == ["Atlassian is connected as ada@example.com."]
 
     grant = Grant.objects.get()
     assert grant.account_id == ADA_ACCOUNT_ID
@@ -240,20 +241,41 @@ def test_a_disconnect_logs_one_event_not_two(alice_client, accepting):
     assert Event.objects.filter(kind=Event.Kind.DISCONNECTED).count() == 1
 
 
-def test_disconnect_needs_post(alice_client, accepting):
+def test_disconnect_on_get_only_asks_for_confirmation(alice_client, accepting):
     connect(alice_client)
-    assert alice_client.get("/atlassian/disconnect/", HTTP_HOST="localhost").status_code == 405
+    response = alice_client.get("/atlassian/disconnect/", HTTP_HOST="localhost")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Disconnect Jira?" in page
+    assert (
+        '<form class="atlassian-oauth-actions" method="post" action="/atlassian/disconnect/">'
+        in page
+    )
+    assert "csrfmiddlewaretoken" in page
+    assert ">Disconnect Jira</button>" in page
     assert Connection.objects.count() == 1
 
 
 def test_disconnect_needs_the_csrf_token(alice, sites, accepting):
     from django.test import Client
 
+    browser = Client()
+    browser.force_login(alice)
+    connect(browser)
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice)
-    connect(strict)
     assert strict.post("/atlassian/disconnect/", HTTP_HOST="localhost").status_code == 403
     assert Connection.objects.count() == 1
+
+
+def test_connect_needs_the_csrf_token(alice, sites, accepting):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    assert strict.post("/atlassian/connect/", HTTP_HOST="localhost").status_code == 403
+    assert not AuthorizationState.objects.exists()
+    assert accepting.counts.get("authorize", 0) == 0
 
 
 @pytest.mark.parametrize("path", ["/atlassian/", "/atlassian/connect/", "/atlassian/callback/"])
@@ -284,8 +306,10 @@ def test_a_user_sees_only_their_own_connection_on_this_site(alice, bob, client, 
 
 def test_the_template_tag_renders_connect_or_connected(alice_client, accepting):
     home = alice_client.get("/", HTTP_HOST="localhost").content.decode()
-    assert ">Connect Jira<" in home
-    assert "/atlassian/connect/?next=%2F" in home
+    assert ">Connect Jira</button>" in home
+    assert 'method="post" action="/atlassian/connect/"' in home
+    assert '<input type="hidden" name="next" value="/">' in home
     connect(alice_client)
     home = alice_client.get("/", HTTP_HOST="localhost").content.decode()
-    assert ">Jira connected<" in home
+    assert 'href="/atlassian/">Jira connected</a>' in home
+    assert 'action="/atlassian/connect/"' not in home

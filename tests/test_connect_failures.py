@@ -10,8 +10,12 @@ from django.utils import timezone
 
 from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant
 from tests.flow_helpers import callback_params, consent, finish, messages_of, start
+from tests.page_helpers import app_frame  # noqa: F401  # a fixture
 
 pytestmark = pytest.mark.django_db
+
+#: What a callback whose state this browser cannot use says, in words for people.
+BAD_STATE = "This connection attempt expired or was started in another browser. Connect again."
 
 
 def assert_failed(response, fake, message: str, *, reason: str, exchanged: int = 0) -> None:
@@ -35,7 +39,7 @@ def test_missing_state(alice_client, accepting):
 def test_wrong_state(alice_client, accepting):
     params = callback_params(consent(start(alice_client)))
     params["state"] = "x" * 43
-    assert_failed(finish(alice_client, params), accepting, "not valid", reason="invalid_state")
+    assert_failed(finish(alice_client, params), accepting, BAD_STATE, reason="invalid_state")
 
 
 def test_reused_state(alice_client, accepting):
@@ -44,7 +48,7 @@ def test_reused_state(alice_client, accepting):
     Connection.objects.all().delete()
     Event.objects.all().delete()
     response = finish(alice_client, params)
-    assert_failed(response, accepting, "not valid", reason="invalid_state", exchanged=1)
+    assert_failed(response, accepting, BAD_STATE, reason="invalid_state", exchanged=1)
 
 
 def test_expired_state(alice_client, accepting):
@@ -57,7 +61,7 @@ def test_state_from_another_session(alice, alice_client, accepting):
     params = callback_params(consent(start(alice_client)))
     other_browser = Client()
     other_browser.force_login(alice)
-    assert_failed(finish(other_browser, params), accepting, "not valid", reason="invalid_state")
+    assert_failed(finish(other_browser, params), accepting, BAD_STATE, reason="invalid_state")
     # The rightful browser can still finish: a stranger cannot burn its state.
     assert AuthorizationState.objects.count() == 1
 
@@ -66,13 +70,13 @@ def test_state_from_another_user(alice, bob, client, sites, accepting):
     client.force_login(alice)
     params = callback_params(consent(start(client)))
     client.force_login(bob)
-    assert_failed(finish(client, params), accepting, "not valid", reason="invalid_state")
+    assert_failed(finish(client, params), accepting, BAD_STATE, reason="invalid_state")
 
 
 def test_state_from_another_site(alice_client, accepting):
     params = callback_params(consent(start(alice_client)))
     response = finish(alice_client, params, host="127.0.0.1")
-    assert_failed(response, accepting, "not valid", reason="invalid_state")
+    assert_failed(response, accepting, BAD_STATE, reason="invalid_state")
 
 
 def test_the_user_declines(alice_client, accepting):
@@ -173,7 +177,39 @@ def test_no_failure_leaks_the_code_into_messages_or_events(alice_client, accepti
 
 def test_connect_without_credentials_says_so(alice_client, accepting, oauth_settings):
     oauth_settings(CLIENT_ID="", CLIENT_SECRET="")
-    response = alice_client.get("/atlassian/connect/", HTTP_HOST="localhost")
+    response = alice_client.post("/atlassian/connect/", HTTP_HOST="localhost")
     assert response.status_code == 302
-    assert "not configured" in " ".join(messages_of(response))
+    assert response["Location"] == "/atlassian/"
+    assert messages_of(response) == ["Jira connections are not configured on this site."]
     assert accepting.counts.get("authorize", 0) == 0
+    assert not AuthorizationState.objects.exists()
+
+
+@pytest.mark.usefixtures("app_frame")
+def test_the_bad_state_message_names_no_sign_in_link(alice_client, accepting):
+    params = callback_params(consent(start(alice_client)))
+    params["state"] = "x" * 43
+    response = finish(alice_client, params)
+    assert messages_of(response) == [BAD_STATE]
+    page = alice_client.get("/atlassian/", HTTP_HOST="localhost").content.decode()
+    # Shown as an error, saying so in words, with the button to start again.
+    assert 'class="atlassian-oauth-message atlassian-oauth-message-error' in page
+    assert "Error:</strong> " + BAD_STATE in page
+    assert ">Connect Jira</button>" in page
+    assert "sign-in" not in page
+
+
+def test_an_expired_state_says_it_expired(alice_client, accepting):
+    params = callback_params(consent(start(alice_client)))
+    AuthorizationState.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    (text,) = messages_of(finish(alice_client, params))
+    assert text == "This connection attempt took too long and expired. Connect again."
+
+
+def test_a_declined_consent_names_the_product_the_scopes_reach(
+    alice_client, accepting, oauth_settings
+):
+    oauth_settings(SCOPES="read:confluence-content.all read:me offline_access")
+    accepting.auto_consent = "decline"
+    response = finish(alice_client, callback_params(consent(start(alice_client))))
+    assert messages_of(response) == ["You declined access, so Confluence is not connected."]

@@ -128,7 +128,7 @@ def test_invalid_grant_on_the_code_exchange_means_start_again(alice_client, acce
 
 def test_an_overlong_next_is_dropped_not_a_500(alice_client, accepting):
     client = alice_client
-    response = client.get("/atlassian/connect/", {"next": "/" + "x" * 2040}, HTTP_HOST="localhost")
+    response = client.post("/atlassian/connect/", {"next": "/" + "x" * 2040}, HTTP_HOST="localhost")
     assert response.status_code == 302
     response = finish(client, callback_params(consent(response["Location"])))
     assert response["Location"] == "/"

@@ -41,7 +41,7 @@ from tests.refresh_helpers import (
 pytestmark = pytest.mark.django_db
 
 BASE = 30.0  # RETRY_BACKOFF for these tests
-RECONNECT_BUTTON = 'href="/atlassian/connect/">Reconnect Jira</a>'
+RECONNECT_BUTTON = ">Reconnect Jira</button>"
 WRONG_SECRET = "wrong-client-secret-3f9c"
 # Clock skew between taking "now" in the test and in the app, in seconds.
 SLACK = 2.0

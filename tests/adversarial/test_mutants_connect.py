@@ -65,7 +65,7 @@ def test_a_state_from_another_browser_with_a_flow_of_its_own_is_refused(alice, c
     start(other_browser)  # the other browser holds a binding too, just not this flow's
     response = finish(other_browser, params)
 
-    assert "not valid" in " ".join(messages_of(response))
+    assert "started in another browser" in " ".join(messages_of(response))
     assert not Connection.objects.exists()
     assert Event.objects.get(kind=Event.Kind.CONNECT_FAILED).details["reason"] == "invalid_state"
     # The rightful browser still finishes its own flow.
@@ -80,7 +80,7 @@ BAD_CLIENT = {"error": "access_denied", "error_description": "Unauthorized"}
 #: whether the event keeps an error text, the error log line's start or None)
 FAILURES: dict[str, tuple[str, str, str, bool, str | None]] = {
     "no state": ("no_state", "missing_state", "incomplete", False, None),
-    "a stranger's state": ("bad_state", "invalid_state", "not valid", False, None),
+    "a stranger's state": ("bad_state", "invalid_state", "another browser", False, None),
     "no code": ("no_code", "missing_code", "no authorization code", False, None),
     "too late": ("expired", "expired_state", "took too long", False, None),
     "no app any more": (
