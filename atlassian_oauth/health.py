@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from django.contrib.sites.models import Site
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.formats import date_format
 from django.utils.functional import Promise
 from django.utils.text import format_lazy
-from django.utils.timesince import timeuntil
+from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 from .conf import conf
 from .models import CONSENT_LIFETIME_DAYS, AtlassianApp, Grant, GrantHealth, health_expression
@@ -59,6 +60,25 @@ def configured_scopes(site: Site) -> tuple[str, ...]:
     loading (and decrypting) the app's credentials: one query for the scopes only."""
     own = AtlassianApp.objects.filter(site=site).values_list("scopes", flat=True).first()
     return tuple((own or "").split()) or conf.SCOPES
+
+
+def clock(value: datetime) -> str:
+    """``value`` as a person here reads it: the time in the current timezone and the zone's
+    name ("7:12 a.m. UTC"), with the date in front on any day but today."""
+    local = timezone.localtime(value)
+    shown = date_format(
+        local, "TIME_FORMAT" if local.date() == timezone.localdate() else "DATETIME_FORMAT"
+    )
+    return f"{shown} {dateformat.format(local, 'T')}"
+
+
+def duration(value: datetime, now: datetime | None = None) -> str:
+    """How long from or until ``value``, as ``timesince``/``timeuntil`` say it ("3 minutes"),
+    but "a few seconds" under a minute rather than "0 minutes"."""
+    now = now or timezone.now()
+    if abs((now - value).total_seconds()) < 60:
+        return pgettext("a duration under a minute", "a few seconds")
+    return timesince(value, now) if value <= now else timeuntil(value, now)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from . import connect as flow
 from .conf import SETTINGS_NAME, conf
-from .health import configured_scopes, grant_health, product_name
+from .health import clock, configured_scopes, grant_health, product_name
 from .models import AuthorizationState, Connection, Event, GrantHealth, health_expression
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,18 @@ def callback(request: HttpRequest) -> HttpResponse:
             % {"product": product_name(grant.scope_list), "account": grant},
         )
         if result.missing_refresh_token:
-            messages.warning(request, str(grant_health(grant).advice))
+            messages.warning(
+                request,
+                _(
+                    "Atlassian sent no refresh token, so %(product)s stops working at %(time)s. "
+                    "An administrator has to add offline_access to this site's scopes; then "
+                    "reconnect."
+                )
+                % {
+                    "product": product_name(grant.scope_list),
+                    "time": clock(grant.access_token_expires_at),
+                },
+            )
         # Both candidates are plain URLs by now: this redirect cannot fail.
         response = HttpResponseRedirect(_safe_next(request, result.next_url) or default_destination)
     # The URL that brought the user here held the code: never pass it on as a referrer.

@@ -1,8 +1,12 @@
-"""The whole connect round trip in headless Chromium: the demo site, the fake Atlassian, a user.
+"""The user's pages in headless Chromium: the demo site, the fake Atlassian, a user.
 
 Playwright drives Debian's Chromium (never a browser Playwright downloads) against pytest-django's
 ``live_server``, which shares the test database with this process; the fake Atlassian runs
-in-process (``fake_atlassian``) and shows its consent page, so the test clicks Accept or Decline.
+in-process (``fake_atlassian``) and shows its consent page, so the test clicks Accept or Decline
+(or consents at once, where the consent page is not what the test is about).
+
+Screenshots go to each test's ``tmp_path`` (printed with ``-s``): the button in each state, the
+connect and disconnect pages, messages at each level, the status page healthy and dead.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Page, Response, expect
 
 from atlassian_oauth.models import Connection, Event, Grant, Resource
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from demo_site.demo_data import seed
 from tests.browser_helpers import browser_page
+from tests.page_helpers import app_frame  # noqa: F401  # a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -60,7 +69,7 @@ def log_in_as_alice(page: Page) -> None:
 
 def reach_consent_page(page: Page, fake: FakeAtlassian) -> None:
     log_in_as_alice(page)
-    page.get_by_role("link", name="Connect Jira").click()
+    page.get_by_role("button", name="Connect Jira").click()
     expect(page).to_have_title("Fake Atlassian consent")
     assert page.url.startswith(f"{fake.url}/authorize?")
     expect(page.get_by_role("heading", name="Fake Atlassian consent")).to_be_visible()
@@ -99,13 +108,18 @@ def test_accept_connects_shows_status_and_disconnects(
     assert Connection.objects.get().grant == grant
     assert Resource.objects.filter(grant=grant).count() == 1
 
-    page.get_by_role("button", name="Disconnect").click()
+    page.get_by_role("link", name="Disconnect").click()
+    expect(page.get_by_role("heading", name="Disconnect Jira?")).to_be_visible()
+    assert Connection.objects.exists()  # asking changed nothing
+    page.get_by_role("button", name="Disconnect Jira").click()
     expect_message(page, "Jira is disconnected.")
-    expect_message(page, CONNECTED_APPS_URL)
+    expect(
+        page.get_by_role("listitem").get_by_role("link", name="connected apps")
+    ).to_have_attribute("href", CONNECTED_APPS_URL)
     expect(
         page.get_by_text("Your Atlassian account is not connected to this site.")
     ).to_be_visible()
-    expect(page.get_by_role("link", name="Connect Jira")).to_be_visible()
+    expect(page.get_by_role("button", name="Connect Jira")).to_be_visible()
     assert not Connection.objects.exists()
     assert not Grant.objects.exists()
     assert not Resource.objects.exists()
@@ -116,7 +130,7 @@ def test_decline_stores_nothing_and_says_so(page: Page, fake_atlassian: FakeAtla
     page.get_by_role("button", name="Decline").click()
     expect_message(page, "You declined access, so Jira is not connected.")
     assert page.url.endswith("/atlassian/")
-    expect(page.get_by_role("link", name="Connect Jira")).to_be_visible()
+    expect(page.get_by_role("button", name="Connect Jira")).to_be_visible()
     assert not Connection.objects.exists()
     assert not Grant.objects.exists()
     failed = Event.objects.get(kind=Event.Kind.CONNECT_FAILED)
@@ -146,3 +160,173 @@ def test_screenshot_of_the_connected_status_page(
     data = shot.read_bytes()
     assert len(data) > 1000
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# ---- each state the user can meet, with screenshots ---------------------------------------------
+
+#: The colours of the thing to click (atlassian_oauth.css): solid blue with white text.
+BLUE, WHITE = "rgb(0, 82, 204)", "rgb(255, 255, 255)"
+BAD_STATE = "This connection attempt expired or was started in another browser. Connect again."
+
+
+def shoot(page: Page, path: Path, what: str) -> None:
+    page.screenshot(path=path, full_page=True)
+    print(f"\nscreenshot of {what}: {path}")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def log_in(page: Page, base_url: str, username: str = "alice") -> None:
+    """Log in by handing the browser a session made by Django's test client (the login form
+    is the demo's business, tested above)."""
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page.context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base_url}]
+    )
+
+
+def expect_clickable(page: Page, name: str) -> None:
+    """A button that looks like the thing to click: enabled, solid blue, white words."""
+    button = page.get_by_role("button", name=name, exact=True)
+    expect(button).to_be_visible()
+    expect(button).to_be_enabled()
+    expect(button).to_have_css("background-color", BLUE)
+    expect(button).to_have_css("color", WHITE)
+    expect(button).to_have_css("cursor", "pointer")
+
+
+def test_the_button_in_each_state(
+    page: Page, demo_url: str, fake_atlassian: FakeAtlassian, tmp_path: Path
+) -> None:
+    fake_atlassian.auto_consent = "accept"
+    log_in(page, demo_url)
+    page.goto("/")
+    expect_clickable(page, "Connect Jira")
+    shoot(page, tmp_path / "button-connect.png", "the home page's Connect Jira button")
+
+    page.get_by_role("button", name="Connect Jira").click()
+    expect_message(page, "Jira is connected as ada@example.com.")
+    connected = page.get_by_role("link", name="Jira connected")
+    expect(connected).to_have_attribute("href", "/atlassian/")
+    expect(connected).to_have_css("color", "rgb(0, 102, 68)")  # the health's green
+    expect(page.get_by_role("button", name="Connect Jira")).to_have_count(0)
+    shoot(page, tmp_path / "button-connected.png", "the home page once Jira is connected")
+
+    Grant.objects.update(status=Grant.Status.NEEDS_RECONNECT, state_changed_at=timezone.now())
+    page.goto("/")
+    expect_clickable(page, "Reconnect Jira")
+    expect(page.get_by_role("link", name="Jira connected")).to_have_count(0)
+    shoot(page, tmp_path / "button-reconnect.png", "the home page when Jira needs a reconnect")
+
+    page.get_by_role("button", name="Reconnect Jira").click()
+    expect_message(page, "Jira is connected as ada@example.com.")
+    expect(page.get_by_role("link", name="Jira connected")).to_be_visible()
+    assert Grant.objects.get().status == Grant.Status.ACTIVE
+
+
+@pytest.mark.usefixtures("app_frame")
+def test_the_connect_page_a_link_leads_to(
+    page: Page, demo_url: str, fake_atlassian: FakeAtlassian, tmp_path: Path
+) -> None:
+    fake_atlassian.auto_consent = "accept"
+    log_in(page, demo_url)
+    page.goto("/atlassian/connect/?next=/atlassian/")
+    expect(page.get_by_role("heading", name="Connect Jira")).to_be_visible()
+    expect_clickable(page, "Connect Jira")
+    assert fake_atlassian.counts.get("authorize", 0) == 0  # a GET starts nothing
+    shoot(page, tmp_path / "connect-page.png", "GET /atlassian/connect/")
+    page.get_by_role("button", name="Connect Jira").click()
+    expect_message(page, "Jira is connected as ada@example.com.")
+    assert page.url == f"{demo_url}/atlassian/"
+
+
+@pytest.mark.usefixtures("app_frame")
+def test_disconnect_asks_first_and_points_to_atlassian(
+    page: Page, demo_url: str, fake_atlassian: FakeAtlassian, tmp_path: Path
+) -> None:
+    fake_atlassian.auto_consent = "accept"
+    log_in(page, demo_url)
+    page.goto("/atlassian/")
+    page.get_by_role("button", name="Connect Jira").click()
+    expect(page.locator(".atlassian-oauth-health")).to_contain_text("Healthy")
+    shoot(page, tmp_path / "status-healthy.png", "the status page (app frame), healthy")
+
+    page.get_by_role("link", name="Disconnect").click()
+    expect(page.get_by_role("heading", name="Disconnect Jira?")).to_be_visible()
+    expect(
+        page.get_by_text("This site stops using Jira for you as ada@example.com")
+    ).to_be_visible()
+    confirm = page.get_by_role("button", name="Disconnect Jira")
+    expect(confirm).to_have_css("background-color", "rgb(202, 53, 33)")  # red: it deletes
+    shoot(page, tmp_path / "disconnect-confirm.png", "the disconnect confirmation")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_role("heading", name="Jira connection")).to_be_visible()
+    assert Connection.objects.count() == 1
+
+    page.get_by_role("link", name="Disconnect").click()
+    page.get_by_role("button", name="Disconnect Jira").click()
+    done = page.locator(".atlassian-oauth-message-success")
+    expect(done).to_contain_text("Done: Jira is disconnected.")
+    expect(done.get_by_role("link", name="connected apps")).to_have_attribute(
+        "href", CONNECTED_APPS_URL
+    )
+    expect_clickable(page, "Connect Jira")
+    shoot(page, tmp_path / "disconnected.png", "the status page after disconnecting")
+    assert not Connection.objects.exists()
+
+
+@pytest.mark.usefixtures("app_frame")
+def test_messages_show_their_level(
+    page: Page,
+    demo_url: str,
+    fake_atlassian: FakeAtlassian,
+    oauth_settings: Any,
+    tmp_path: Path,
+) -> None:
+    fake_atlassian.auto_consent = "accept"
+    log_in(page, demo_url)
+    page.goto("/atlassian/callback/?state=not-ours&code=nothing")
+    error = page.locator(".atlassian-oauth-message-error")
+    expect(error).to_have_text(f"Error: {BAD_STATE}")
+    expect(error).to_have_attribute("role", "alert")
+    expect(error).to_have_css("background-color", "rgb(255, 236, 235)")
+    expect(error.locator(".atlassian-oauth-message-level")).to_have_css("color", "rgb(174, 42, 25)")
+    expect_clickable(page, "Connect Jira")
+    shoot(page, tmp_path / "message-error.png", "an error message (a state from elsewhere)")
+
+    oauth_settings(SCOPES="read:jira-work read:me")  # no offline_access: no refresh token
+    page.get_by_role("button", name="Connect Jira").click()
+    success = page.locator(".atlassian-oauth-message-success")
+    warning = page.locator(".atlassian-oauth-message-warning")
+    expect(success).to_have_text("Done: Jira is connected as ada@example.com.")
+    expect(success).to_have_css("background-color", "rgb(220, 255, 241)")
+    expect(warning).to_contain_text("Warning: Atlassian sent no refresh token")
+    expect(warning).to_have_css("background-color", "rgb(255, 247, 214)")
+    expect(page.locator(".atlassian-oauth-health")).to_contain_text("No refresh token")
+    expect_clickable(page, "Reconnect Jira")
+    shoot(page, tmp_path / "message-success-warning.png", "success and warning messages")
+
+
+@pytest.mark.usefixtures("app_frame")
+def test_the_status_page_of_a_dead_grant(
+    page: Page, demo_url: str, fake_atlassian: FakeAtlassian, tmp_path: Path
+) -> None:
+    fake_atlassian.auto_consent = "accept"
+    log_in(page, demo_url)
+    page.goto("/atlassian/")
+    page.get_by_role("button", name="Connect Jira").click()
+    Grant.objects.update(
+        status=Grant.Status.NEEDS_RECONNECT,
+        state_changed_at=timezone.now(),
+        last_refreshed_at=timezone.now(),
+    )
+    page.goto("/atlassian/")
+    expect(page.locator(".atlassian-oauth-health")).to_contain_text("Needs reconnect")
+    times = page.locator(".atlassian-oauth-token-times")
+    expect(times).to_contain_text("Atlassian stopped accepting this connection at")
+    expect(times).to_contain_text("UTC")
+    expect(times).not_to_contain_text("valid until")
+    expect(times).not_to_contain_text("renewed")
+    expect_clickable(page, "Reconnect Jira")
+    shoot(page, tmp_path / "status-needs-reconnect.png", "the status page of a dead grant")

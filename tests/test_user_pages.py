@@ -215,8 +215,18 @@ def test_a_new_connection_says_until_when_its_token_is_valid(alice_client, accep
     assert re.search("\\(in (59\xa0minutes|1\xa0hour)\\)\\.", shown), shown
     assert "UTC" in shown
     assert "Connected at <time datetime=" in shown
-    assert "0\xa0minutes ago; not renewed yet." in shown
+    assert "a few seconds ago; not renewed yet." in shown  # not "0 minutes"
     assert "last renewed" not in shown
+
+
+def test_the_no_refresh_token_warning_says_when_it_stops(alice_client, accepting, oauth_settings):
+    oauth_settings(SCOPES="read:jira-work read:me")
+    _success, warning = messages_of(connect(alice_client))
+    expires = Grant.objects.get().access_token_expires_at
+    assert warning == (
+        f"Atlassian sent no refresh token, so Jira stops working at {clock(expires)}. An "
+        "administrator has to add offline_access to this site's scopes; then reconnect."
+    )
 
 
 def test_a_renewed_connection_says_when_and_how_long_ago(alice_client, accepting):

@@ -2,7 +2,7 @@
 
 ``{% atlassian_connect_button %}`` puts a Connect Jira button anywhere;
 ``{{ when|atlassian_time }}`` is a ``<time>`` element: the time (and the date, unless it is
-today) with its timezone.
+today) with its timezone; ``{{ when|atlassian_duration }}`` how long ago or until then.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from typing import Any
 from django import template
 from django.contrib.sites.models import Site
 from django.db.models import OuterRef, Subquery
-from django.utils import dateformat, timezone
-from django.utils.formats import date_format
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from ..conf import conf
-from ..health import LEVELS, RECONNECT_STATES, product_name
+from ..health import LEVELS, RECONNECT_STATES, clock, duration, product_name
 from ..models import AtlassianApp, Connection, GrantHealth, health_expression
 
 register = template.Library()
@@ -78,18 +77,17 @@ def atlassian_connect_button(
 
 @register.filter
 def atlassian_time(value: datetime | None) -> SafeString | str:
-    """``value`` in the current timezone as a ``<time>`` element: "7:12 a.m. UTC" today, with
-    the date on any other day (the relative part beside it says how long ago, not which day)."""
+    """``value`` as a ``<time>`` element reading "7:12 a.m. UTC" (``health.clock``)."""
     if value is None:
         return ""
-    local = timezone.localtime(value)
-    if local.date() == timezone.localdate():
-        shown = date_format(local, "TIME_FORMAT")
-    else:
-        shown = date_format(local, "DATETIME_FORMAT")
     return format_html(
-        '<time datetime="{}">{} {}</time>',
-        local.isoformat(timespec="seconds"),
-        shown,
-        dateformat.format(local, "T"),
+        '<time datetime="{}">{}</time>',
+        timezone.localtime(value).isoformat(timespec="seconds"),
+        clock(value),
     )
+
+
+@register.filter
+def atlassian_duration(value: datetime | None) -> str:
+    """How long ago or until ``value``: "3 minutes", "a few seconds" (``health.duration``)."""
+    return duration(value) if value is not None else ""
