@@ -46,17 +46,23 @@ def broker_configured() -> bool:
 
 
 def refresh_now(grant_ids: Iterable[int], *, actor: Event.Actor) -> RefreshRun:
-    """Refresh each grant now, whatever its expiry: on a worker when a broker is configured,
-    else here and now."""
+    """Refresh each grant now, whatever its expiry and even while it backs off after a failure
+    (``sweep.refresh_if_due(force=True)``): on a worker when a broker is configured, else here
+    and now."""
     ids = list(grant_ids)
     if broker_configured():
         from celery import current_app
 
         soft, hard = time_limits()
         for grant_id in ids:
-            # By name: the task lives in an entry point, which services do not import.
+            # By name: the task lives in an entry point, which services do not import. Ids and
+            # plain words only, as for the beat's tasks.
             current_app.send_task(
-                REFRESH_TASK, args=(grant_id,), soft_time_limit=soft, time_limit=hard
+                REFRESH_TASK,
+                args=(grant_id,),
+                kwargs={"force": True, "actor": str(actor)},
+                soft_time_limit=soft,
+                time_limit=hard,
             )
         return RefreshRun("enqueued", [(grant_id, "queued for a worker") for grant_id in ids])
     results = [

@@ -78,25 +78,33 @@ def ensure_fresh(
     margin: float | None = None,
     stale_version: int | None = None,
     wait: float | None = None,
+    force: bool = False,
 ) -> FreshToken:
     """An access token of the grant valid for at least ``margin`` seconds, refreshing if needed.
 
     ``stale_version``: the caller saw this version's token fail (a 401); refresh unless the row
-    has moved past it. Raises ``ReconnectRequired``, ``TemporarilyUnavailable`` or
-    ``Grant.DoesNotExist``.
+    has moved past it. ``force``: refresh now, however fresh the token, however recently it was
+    renewed and even while backing off after a failure (an operator asked); still under the
+    lease, so a refresh another worker finishes first is the answer instead. Raises
+    ``ReconnectRequired``, ``TemporarilyUnavailable`` or ``Grant.DoesNotExist``.
     """
     margin = conf.REFRESH_MARGIN if margin is None else margin
     deadline = time.monotonic() + (conf.REFRESH_WAIT if wait is None else wait)
     while True:
         grant = Grant.objects.get(pk=grant_id)
         now = timezone.now()
+        if force and stale_version is None:
+            # "Refresh unless someone moves past what we saw first": once, never twice at once.
+            stale_version = grant.version
         if grant.status == Grant.Status.NEEDS_RECONNECT:
             raise ReconnectRequired(DEAD_GRANT)
         if stale_version is not None:
             # Nobody replaced the failed token; but a token renewed a moment ago that still
             # fails is not the token's fault (a scope the endpoint wants, say): don't rotate
             # on every such call.
-            needs_refresh = grant.version == stale_version and not _just_refreshed(grant, now)
+            needs_refresh = grant.version == stale_version and (
+                force or not _just_refreshed(grant, now)
+            )
         else:
             needs_refresh = not _fresh_enough(grant, margin, now)
         if not needs_refresh:
@@ -105,7 +113,7 @@ def ensure_fresh(
             if is_fresh(grant, 0, now) and stale_version is None:
                 return _token_of(grant)
             raise ReconnectRequired(NO_OFFLINE_ACCESS)
-        if grant.next_refresh_at and grant.next_refresh_at > now:
+        if not force and grant.next_refresh_at and grant.next_refresh_at > now:
             # Backing off after a failure: the current token while it lasts, else wait.
             if is_fresh(grant, 0, now) and stale_version is None:
                 return _token_of(grant)
@@ -199,15 +207,18 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
         tokens = client.refresh_tokens(app, refresh_token)
     except client.InvalidGrant as error:
         if not _mark_dead(grant, lease, str(error), actor=actor):
+            _log_moved_on(grant, actor, error)
             return _after_the_row_moved_on(grant.pk)
-        raise ReconnectRequired(f"Atlassian refused the refresh token: {error}") from error
-    except (client.ClientConfigurationError, ImproperlyConfigured) as error:
-        logger.error(
-            "Refreshing grant %s failed on the app's configuration (client id %s): %s",
+        logger.warning(
+            "Refresh of grant %s (%s) [%s] failed: %s, needs reconnect. %s",
             grant.pk,
-            grant.client_id,
+            grant,
+            actor,
+            error.error or "refused",
             error,
         )
+        raise ReconnectRequired(f"Atlassian refused the refresh token: {error}") from error
+    except (client.ClientConfigurationError, ImproperlyConfigured) as error:
         retry = _mark_failed(
             grant,
             lease,
@@ -216,6 +227,16 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
             retry_after=CONFIGURATION_BACKOFF,
             configuration=True,
         )
+        # Logged even when the row moved on: the app's credentials are wrong all the same.
+        logger.error(
+            "Refresh of grant %s (%s) [%s] failed on the app's configuration (client id %s)%s: %s",
+            grant.pk,
+            grant,
+            actor,
+            grant.client_id,
+            "" if retry is None else f", next attempt in {retry:.0f} s",
+            error,
+        )
         if retry is None:
             return _after_the_row_moved_on(grant.pk)
         raise TemporarilyUnavailable(f"Refreshing is misconfigured: {error}", retry) from error
@@ -223,11 +244,30 @@ def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshTok
         retry_after = error.retry_after if isinstance(error, client.TransientError) else None
         retry = _mark_failed(grant, lease, str(error), actor=actor, retry_after=retry_after)
         if retry is None:
+            _log_moved_on(grant, actor, error)
             return _after_the_row_moved_on(grant.pk)
-        if is_fresh(grant, 0):
-            logger.warning("Refreshing grant %s failed; its token still works: %s", grant.pk, error)
+        logger.warning(
+            "Refresh of grant %s (%s) [%s] failed, next attempt in %.0f s (%s): %s",
+            grant.pk,
+            grant,
+            actor,
+            retry,
+            "its access token still works" if is_fresh(grant, 0) else "its access token expired",
+            error,
+        )
         raise TemporarilyUnavailable(f"Refreshing failed: {error}", retry) from error
     return _write_tokens(grant, lease, tokens, actor=actor)
+
+
+def _log_moved_on(grant: Grant, actor: Event.Actor, error: client.AtlassianError) -> None:
+    logger.info(
+        "Refresh of grant %s (%s) [%s] failed, but the grant changed meanwhile (a reconnect or "
+        "another worker's refresh), so the failure is not recorded: %s",
+        grant.pk,
+        grant,
+        actor,
+        error,
+    )
 
 
 def _after_the_row_moved_on(grant_id: int) -> FreshToken:
@@ -276,13 +316,24 @@ def _write_tokens(
         # Our lease ran out and another worker wrote first: its refresh token is the one kept.
         # The access token Atlassian just gave us is valid all the same, so hand it out.
         logger.warning(
-            "Refresh of grant %s finished after its lease; the row keeps the newer write.",
+            "Refresh of grant %s (%s) [%s] finished after its lease ran out; the grant keeps "
+            "the newer token another worker wrote.",
             grant.pk,
+            grant,
+            actor,
         )
         current = Grant.objects.get(pk=grant.pk)
         expires_at = now + timedelta(seconds=tokens.expires_in)
         return FreshToken(tokens.access_token, expires_at, current.version, renewed=True)
     grant.refresh_from_db()
+    logger.info(
+        "Refreshed grant %s (%s) [%s]: the access token now expires in %d s%s.",
+        grant.pk,
+        grant,
+        actor,
+        tokens.expires_in,
+        "" if rotated else " (Atlassian sent no new refresh token; the old one is kept)",
+    )
     emit(
         Event.Kind.REFRESHED,
         actor=actor,

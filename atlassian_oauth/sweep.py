@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
-from django.db.models import BooleanField, ExpressionWrapper, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from . import exceptions, refresh
@@ -79,21 +80,46 @@ def enqueue_due(enqueue: Enqueue, now: datetime | None = None) -> int:
     limit = sweep_limit()
     if limit is not None:
         due = due[:limit]
-    count = 0
+    enqueued: list[int] = []
     for index, (grant_id, expires_at) in enumerate(due.iterator()):
         enqueue(grant_id, countdown(index, expires_at, now))
-        count += 1
-    if count:
-        logger.info("Enqueued %d refreshes of Atlassian grants due for refresh.", count)
-    return count
+        enqueued.append(grant_id)
+    if enqueued:
+        logger.info("%s", enqueued_message(enqueued))
+    return len(enqueued)
+
+
+#: Grants named in the sweep's log line, at most (the count is always exact).
+LOGGED_IDS = 20
+
+
+def enqueued_message(grant_ids: list[int]) -> str:
+    """``Enqueued 1 refresh (grant 12).`` / ``Enqueued 3 refreshes (grants 12, 13, 15).``: plain
+    English, as logs are not translated."""
+    count = len(grant_ids)
+    ids = ", ".join(str(pk) for pk in grant_ids[:LOGGED_IDS])
+    if count > LOGGED_IDS:
+        ids += f" and {count - LOGGED_IDS} more"
+    if count == 1:
+        return f"Enqueued 1 refresh (grant {ids})."
+    return f"Enqueued {count} refreshes (grants {ids})."
 
 
 class Result(enum.StrEnum):
     REFRESHED = "refreshed"
+    #: Not due (or renewed meanwhile by another worker, which ``Outcome.reason`` then says).
     FRESH = "still fresh"
+    #: Another worker held the grant's lease for longer than ``REFRESH_WAIT``.
+    BUSY = "another worker is refreshing it"
+    #: Not tried: a failure scheduled the next attempt later (``next_refresh_at``).
+    BACKING_OFF = "backing off"
     FAILED = "failed"
     NEEDS_RECONNECT = "needs reconnect"
     GONE = "gone"
+
+
+#: ``Outcome.reason`` of a grant whose refresh another worker finished while this one waited.
+REFRESHED_ELSEWHERE = "another worker refreshed it"
 
 
 @dataclass(frozen=True)
@@ -102,15 +128,25 @@ class Outcome:
     result: Result
     #: Why it failed or needs reconnecting; never a secret.
     reason: str = ""
+    #: The grant's account as ``str(grant)`` shows it (email, else name, else account id).
+    account: str = ""
 
     def __str__(self) -> str:
         return f"{self.result} ({self.reason})" if self.reason else str(self.result)
+
+    @property
+    def grant(self) -> str:
+        """``grant 12 (ada@example.com)``, for log lines."""
+        return (
+            f"grant {self.grant_id} ({self.account})" if self.account else f"grant {self.grant_id}"
+        )
 
 
 def refresh_if_due(
     grant_id: int, *, actor: Event.Actor, force: bool = False, now: datetime | None = None
 ) -> Outcome:
-    """Refresh one grant if it is due (``force``: in any case), through ``refresh.ensure_fresh``.
+    """Refresh one grant if it is due, through ``refresh.ensure_fresh``; ``force``: now,
+    even when not due or backing off after a failure (never two refreshes at once all the same).
 
     Safe to call twice, or for a grant deleted since: the second call finds the grant fresh
     and calls nothing. Never raises for a dead, failing or deleted grant: the outcome says so.
@@ -120,29 +156,69 @@ def refresh_if_due(
     seen = (
         Grant.objects.filter(pk=grant_id)
         .annotate(idle=ExpressionWrapper(keepalive_due(now), output_field=BooleanField()))
-        .values("version", "access_token_expires_at", "idle")
+        .values(
+            "version",
+            "access_token_expires_at",
+            "idle",
+            "account_email",
+            "account_name",
+            "account_id",
+        )
         .first()
     )
     if seen is None:
         return Outcome(grant_id, Result.GONE)
     version: int = seen["version"]
+    # What Grant.__str__ says, without loading the row's ciphertexts.
+    account = seen["account_email"] or seen["account_name"] or seen["account_id"]
     expiring = seen["access_token_expires_at"] <= now + timedelta(seconds=conf.REFRESH_MARGIN)
     idle = bool(seen["idle"])
     try:
-        if force or (idle and not expiring):
+        if force:
+            token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version, force=True)
+        elif idle and not expiring:
             # The access token is fresh, so the margin would not refresh it: "refresh unless
             # someone already moved past this version" does, exactly once.
             token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version)
         else:
             token = refresh.ensure_fresh(grant_id, actor=actor, margin=conf.REFRESH_MARGIN)
     except exceptions.ReconnectRequired as error:
-        return Outcome(grant_id, Result.NEEDS_RECONNECT, str(error))
+        return Outcome(grant_id, Result.NEEDS_RECONNECT, str(error), account)
     except exceptions.TemporarilyUnavailable as error:
-        return Outcome(grant_id, Result.FAILED, str(error))
+        # A cause is what Atlassian answered this call; without one, nothing was tried.
+        untried = None if error.__cause__ is not None else _why_untried(grant_id)
+        if untried is not None:
+            return Outcome(grant_id, untried[0], untried[1], account)
+        return Outcome(grant_id, Result.FAILED, str(error), account)
     except Grant.DoesNotExist:
-        return Outcome(grant_id, Result.GONE)
-    # Renewed by this call; a refresh by another worker that this one waited for is "fresh".
-    return Outcome(grant_id, Result.REFRESHED if token.renewed else Result.FRESH)
+        return Outcome(grant_id, Result.GONE, account=account)
+    if token.renewed:
+        return Outcome(grant_id, Result.REFRESHED, account=account)
+    # Not renewed by this call: not due, or another worker's refresh this one waited for.
+    reason = REFRESHED_ELSEWHERE if token.version != version else ""
+    return Outcome(grant_id, Result.FRESH, reason, account)
+
+
+def _why_untried(grant_id: int) -> tuple[Result, str] | None:
+    """Why ensure_fresh gave up without asking Atlassian, with the reason to show: BUSY while
+    another worker holds the lease (ours is released before it raises), BACKING_OFF (and the
+    failure's stored error) while a failure's wait lasts; None when neither holds."""
+    row = (
+        Grant.objects.filter(pk=grant_id)
+        .annotate(
+            leased=ExpressionWrapper(Q(refresh_lock_until__gt=Now()), output_field=BooleanField()),
+            waiting=ExpressionWrapper(Q(next_refresh_at__gt=Now()), output_field=BooleanField()),
+        )
+        .values("leased", "waiting", "last_error")
+        .first()
+    )
+    if row is None:
+        return None
+    if row["leased"]:
+        return Result.BUSY, ""
+    if row["waiting"]:
+        return Result.BACKING_OFF, row["last_error"]
+    return None
 
 
 def select_grants(

@@ -9,12 +9,13 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   grant's id as its only argument, spread over ``BEAT_JITTER`` seconds (and ``REFRESH_RATE_LIMIT``).
 - ``refresh_grant``: refreshes one grant if it is still due. Acknowledged late, so a worker
   that dies mid-task leaves it to be delivered again; a second delivery finds the grant fresh
-  and does nothing. A failure is logged, never retried by Celery: a dead grant waits for its
-  user, and a transient failure's retry is scheduled by ``next_refresh_at`` on the grant row,
-  where the next sweep sees it. The sweep gives each one time limits from the settings as
-  they are when it enqueues (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 *
-  HTTP_TIMEOUT`` plus slack, hard a little later; the check ``atlassian_oauth.W005`` compares
-  them with the broker's visibility timeout.
+  and does nothing. A failure is logged (by ``refresh``, naming the grant and its account),
+  never retried by Celery: a dead grant waits for its user, and a transient failure's retry is
+  scheduled by ``next_refresh_at`` on the grant row, where the next sweep sees it. The sweep
+  gives each one time limits from the settings as they are when it enqueues
+  (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` plus slack, hard a
+  little later; the check ``atlassian_oauth.W005`` compares them with the broker's visibility
+  timeout.
 - ``cleanup`` (daily): deletes old events and expired authorizations in progress.
 """
 
@@ -55,20 +56,37 @@ def _enqueue_refresh(grant_id: int, countdown: float) -> None:
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def refresh_grant(grant_id: int) -> str:
-    """Refresh one grant if it is due; returns what happened (``sweep.Result``)."""
+def refresh_grant(grant_id: int, force: bool = False, actor: str = Event.Actor.BEAT) -> str:
+    """Refresh one grant if it is due (``force``: now, as admin's *Refresh now* asks); returns
+    what happened (``sweep.Result``)."""
     try:
-        outcome = sweep.refresh_if_due(grant_id, actor=Event.Actor.BEAT)
+        outcome = sweep.refresh_if_due(grant_id, actor=Event.Actor(actor), force=force)
     except SoftTimeLimitExceeded:
         # ensure_fresh released its lease on the way out; the next sweep tries again.
-        logger.warning("Refreshing Atlassian grant %s took too long; it will be retried.", grant_id)
+        logger.warning(
+            "Refresh of grant %s took longer than the task's time limit; the next sweep "
+            "retries it.",
+            grant_id,
+        )
         return sweep.Result.FAILED.value
-    if outcome.result == sweep.Result.FAILED:
-        logger.warning("Refreshing Atlassian grant %s failed: %s", grant_id, outcome.reason)
-    elif outcome.result == sweep.Result.NEEDS_RECONNECT:
-        logger.info("Atlassian grant %s needs its user to reconnect: %s", grant_id, outcome.reason)
+    # refresh.py logs what Atlassian answered (refreshed, failed, needs reconnect); these are
+    # the outcomes where this task did not ask it.
+    if outcome.result == sweep.Result.BUSY:
+        logger.info("Refresh of %s skipped: another worker is refreshing it.", outcome.grant)
+    elif outcome.result == sweep.Result.BACKING_OFF:
+        logger.info(
+            "Refresh of %s skipped: backing off after a failure (%s).",
+            outcome.grant,
+            outcome.reason or "no error stored",
+        )
     elif outcome.result == sweep.Result.GONE:
-        logger.info("Atlassian grant %s no longer exists; nothing to refresh.", grant_id)
+        logger.info("Refresh of %s skipped: the grant no longer exists.", outcome.grant)
+    elif outcome.result == sweep.Result.FRESH:
+        logger.debug(
+            "Refresh of %s skipped: %s.", outcome.grant, outcome.reason or "not due any more"
+        )
+    elif outcome.result in (sweep.Result.FAILED, sweep.Result.NEEDS_RECONNECT):
+        logger.debug("Refresh of %s: %s", outcome.grant, outcome)
     return outcome.result.value
 
 
