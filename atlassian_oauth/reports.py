@@ -1,8 +1,14 @@
-"""Plain-text reports on connections for operators (the ``status`` command). No secrets: a
-token's presence is read from its stored ciphertext, which is never decrypted or shown."""
+"""Plain-text reports on connections for operators (the ``status`` and ``refresh`` commands).
+No secrets: a token's presence is read from its stored ciphertext, which is never decrypted or
+shown.
+
+The wording is for someone at a terminal: what the state means and what to run or whom to ask,
+never the buttons a page shows its user (``health.grant_health`` has that advice).
+"""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,8 +19,11 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from .health import Health, grant_health
-from .models import Connection, Grant, health_expression
+from .health import Health, consent_expires_at, grant_health
+from .models import Connection, Grant, GrantHealth, health_expression
+
+#: How the commands suggested here are spelled.
+MANAGE = "python manage.py atlassian_oauth"
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,8 @@ class ConnectionReport:
     connection: Connection
     health: Health
     refresh_token_present: bool
-    next_step: str
+    #: What an operator should do, if anything: (label, text), e.g. ("Next step", "Ask ...").
+    next_step: tuple[str, str] | None
     now: datetime
 
     @property
@@ -38,7 +48,7 @@ class ConnectionReport:
         expires = grant.access_token_expires_at
         facts = [
             ("Atlassian account", account),
-            ("Health", f"{self.health.label}. {self.health.advice}"),
+            ("Health", f"{self.health.label}. {explanation(self.health.state, grant)}"),
             ("Refresh token", "yes" if self.refresh_token_present else "no"),
             ("Access token", f"expires {iso(expires)} ({relative(expires, self.now)})"),
             ("Scopes", grant.scopes or "(none)"),
@@ -49,7 +59,8 @@ class ConnectionReport:
         ]
         if grant.last_error:
             facts.append(("Last error", grant.last_error))
-        facts.append(("Next step", self.next_step))
+        if self.next_step:
+            facts.append(self.next_step)
         width = max(len(label) for label, _ in facts) + 1
         heading = f"{_username(connection)} on {connection.site.domain} (site {connection.site_id})"
         return [heading] + [f"  {label + ':':<{width}} {value}" for label, value in facts]
@@ -81,7 +92,7 @@ def connection_report(connection: Connection, *, now: datetime | None = None) ->
         connection=connection,
         health=health,
         refresh_token_present=_stored(grant, "refresh_token"),
-        next_step=_next_step(connection, health),
+        next_step=next_step(connection, health.state),
         now=now or timezone.now(),
     )
 
@@ -114,23 +125,98 @@ def _stored(grant: Grant, name: str) -> bool:
     return field.value_from_object(grant) is not None
 
 
-def _next_step(connection: Connection, health: Health) -> str:
-    grant = connection.grant
-    reconnect = (
-        f"reconnect Jira on the status page{_status_page(connection.site)}, signed in as "
-        f"{_username(connection)}"
-    )
-    if grant.status == Grant.Status.NEEDS_RECONNECT:
-        return reconnect[0].upper() + reconnect[1:] + "."
-    if grant.status == Grant.Status.NO_REFRESH_TOKEN:
-        return f"Add offline_access to the app's scopes, then {reconnect}."
-    if health.level != "ok":
-        retry = f" at {iso(grant.next_refresh_at)}" if grant.next_refresh_at else ""
+def explanation(state: str, grant: Grant) -> str:
+    """What the health ``state`` means, for an operator."""
+    if state == GrantHealth.NEEDS_RECONNECT:
         return (
-            f"None: the refresh is retried automatically{retry}. If it keeps failing, check "
-            "that this server reaches Atlassian and the last error."
+            "Atlassian refused the refresh token (revoked, expired or reused): only the user can "
+            "fix it, by connecting again."
         )
-    return "None."
+    if state == GrantHealth.NO_REFRESH_TOKEN:
+        return (
+            "Atlassian sent no refresh token (the app's scopes lack offline_access), so the "
+            "connection stops when its access token expires."
+        )
+    if state == GrantHealth.CONFIGURATION_ERROR:
+        return (
+            "Atlassian refused the app's client id or secret at the last refresh; the user "
+            "cannot fix this."
+        )
+    if state == GrantHealth.REFRESH_FAILING:
+        return (
+            "The last refresh failed (Atlassian unreachable, failing or rate limiting); it is "
+            "retried automatically with backoff."
+        )
+    if state == GrantHealth.EXPIRING_SOON:
+        return "The access token expires within the refresh margin and is not renewed yet."
+    if state == GrantHealth.RECONNECT_SOON:
+        return (
+            "Atlassian asks for consent again a year after it was given, on "
+            f"{iso(consent_expires_at(grant))}."
+        )
+    return "Tokens are renewed automatically."
+
+
+def next_step(connection: Connection, state: str) -> tuple[str, str] | None:
+    """What to do about ``connection`` in health ``state``, as (label, text); None: nothing."""
+    grant, site = connection.grant, connection.site
+    who = _who(connection)
+    where = _status_page(site)
+    refresh_now = f"`{MANAGE} refresh --force {_selection(connection)}`"
+    if state == GrantHealth.NEEDS_RECONNECT:
+        return (
+            "Next step",
+            f"Ask {who} to reconnect on the site's status page{where}, or remove the "
+            f"connection: `{MANAGE} disconnect {_selection(connection)}`.",
+        )
+    if state == GrantHealth.NO_REFRESH_TOKEN:
+        return (
+            "Next step",
+            "Add offline_access to the app's scopes (ATLASSIAN_OAUTH in the settings, or the "
+            f"site's Atlassian app in admin), then ask {who} to reconnect on the site's status "
+            f"page{where}.",
+        )
+    if state == GrantHealth.RECONNECT_SOON:
+        return (
+            "Next step",
+            f"Ask {who} to reconnect on the site's status page{where} before "
+            f"{iso(consent_expires_at(grant))}.",
+        )
+    if state == GrantHealth.CONFIGURATION_ERROR:
+        return (
+            "Next step",
+            "Fix the app's client id or secret (ATLASSIAN_OAUTH in the settings, or the site's "
+            f"Atlassian app in admin), then run {refresh_now}.",
+        )
+    if state == GrantHealth.REFRESH_FAILING:
+        when = iso(grant.next_refresh_at) if grant.next_refresh_at else "at the next sweep"
+        return (
+            "Next attempt",
+            f"{when}, automatically ({refresh_now} tries now). If it keeps failing, check that "
+            "this server reaches Atlassian, and the last error.",
+        )
+    if state == GrantHealth.EXPIRING_SOON:
+        return (
+            "Next step",
+            "If it is not renewed within a few minutes, check that Celery beat and a worker "
+            f"are running (or run `{MANAGE} refresh --due` from cron).",
+        )
+    return None
+
+
+def _who(connection: Connection) -> str:
+    """The user, as an operator would reach them: username, and email when there is one."""
+    user = connection.user
+    email = getattr(user, user.get_email_field_name(), "") or ""
+    name = _username(connection)
+    return f"{name} ({email})" if email and email != name else name
+
+
+def _selection(connection: Connection) -> str:
+    """``--user alice --site example.com``, quoted for a shell."""
+    return (
+        f"--user {shlex.quote(_username(connection))} --site {shlex.quote(connection.site.domain)}"
+    )
 
 
 def _status_page(site: Site) -> str:

@@ -99,8 +99,8 @@ def test_status_lists_every_connection_with_its_facts(users, alpha_and_beta):
     assert f"expires {expires}" in out
     assert "Scopes:            read:jira-work offline_access" in out
     assert "Last refreshed:    never" in out  # grace's
-    assert "Next step:         None." in out
-    assert "2 connections: 2 healthy, 0 needing attention." in out
+    assert "Next step" not in out and "None" not in out  # healthy: nothing to do, so no line
+    assert out.rstrip().endswith("\n2 connections, all healthy.")
 
 
 def test_status_never_shows_a_token(users, alpha_and_beta):
@@ -172,21 +172,58 @@ def test_status_exits_2_when_a_connection_needs_attention(users, alpha_and_beta)
     )
     Connection.objects.create(user=users[1], site=alpha_and_beta[1], grant=dead)
 
-    error, out, _err = run_failing("status")
+    error, out, err = run_failing("status")
 
     assert error.returncode == 2
-    assert "1 of 2 connections need attention" in str(error)
-    assert "Health:            Needs reconnect. Atlassian no longer accepts" in out
+    assert str(error) == "1 of 2 connections needs attention (listed above)."
+    assert out.rstrip().endswith("\n1 of 2 connections needs attention (listed above).")
+    assert err == ""
+    assert "Health:            Needs reconnect. Atlassian refused the refresh token" in out
+    assert "Click" not in out  # the page's advice to its user, not an operator's
     assert "(expired 5 minutes ago)" in out
     assert "Last error:        invalid_grant" in out
     assert (
-        "Next step:         Reconnect Jira on the status page (beta.example/atlassian/), "
-        "signed in as bob." in out
+        "Next step:         Ask bob to reconnect on the site's status page "
+        "(beta.example/atlassian/), or remove the connection: `python manage.py atlassian_oauth "
+        "disconnect --user bob --site beta.example`." in out
     )
-    assert "2 connections: 1 healthy, 1 needing attention." in out
 
     healthy_only, _ = run("status", "--user", "alice")  # exit 0: no exception
-    assert "1 healthy, 0 needing attention" in healthy_only
+    assert healthy_only.rstrip().endswith("\n1 connection, healthy.")
+
+
+def test_status_names_the_users_email_and_quotes_for_the_shell(users, alpha_and_beta):
+    bob = users[1]
+    bob.username, bob.email = "bob smith", "bob@example.com"
+    bob.save()
+    dead = make_grant(status=Grant.Status.NEEDS_RECONNECT)
+    Connection.objects.create(user=bob, site=alpha_and_beta[1], grant=dead)
+
+    _error, out, _err = run_failing("status")
+
+    assert "Ask bob smith (bob@example.com) to reconnect" in out
+    assert "disconnect --user 'bob smith' --site beta.example`" in out
+
+
+def test_status_tells_a_configuration_error_to_fix_the_app_then_force(users, alpha_and_beta):
+    grant = make_grant(
+        refresh_failures=1,
+        next_refresh_at=timezone.now() + timedelta(hours=1),
+        last_failure=Grant.Failure.CONFIGURATION,
+        last_error="configuration: Atlassian's token endpoint answered 401 invalid_client",
+    )
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=grant)
+
+    error, out, _err = run_failing("status")
+
+    assert error.returncode == 2
+    assert "Health:            Configuration error. Atlassian refused the app's client id" in out
+    assert (
+        "Next step:         Fix the app's client id or secret (ATLASSIAN_OAUTH in the settings, "
+        "or the site's Atlassian app in admin), then run `python manage.py atlassian_oauth "
+        "refresh --force --user alice --site alpha.example`." in out
+    )
+    assert "There is nothing you need to do" not in out  # the user's advice, not an operator's
 
 
 def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, alpha_and_beta):
@@ -197,7 +234,11 @@ def test_status_advises_offline_access_when_no_refresh_token_was_sent(users, alp
 
     assert error.returncode == 2
     assert "Refresh token:     no" in out
-    assert "Add offline_access to the app's scopes, then reconnect Jira" in out
+    assert (
+        "Next step:         Add offline_access to the app's scopes (ATLASSIAN_OAUTH in the "
+        "settings, or the site's Atlassian app in admin), then ask alice to reconnect on the "
+        "site's status page (alpha.example/atlassian/)." in out
+    )
 
 
 def test_status_while_refreshes_fail_says_they_are_retried(users, alpha_and_beta):
@@ -209,9 +250,12 @@ def test_status_while_refreshes_fail_says_they_are_retried(users, alpha_and_beta
 
     assert error.returncode == 2
     assert "Refresh failing" in out
+    assert "Next step" not in out and "None" not in out
     assert (
-        "retried automatically at " + timezone.localtime(retry_at).isoformat(timespec="seconds")
-        in out
+        "Next attempt:      "
+        + timezone.localtime(retry_at).isoformat(timespec="seconds")
+        + ", automatically (`python manage.py atlassian_oauth refresh --force --user alice "
+        "--site alpha.example` tries now)." in out
     )
 
 

@@ -7,25 +7,30 @@ the logic. Nothing printed here is a token, secret or key, except ``generate-key
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
-from atlassian_oauth import connect, crypto, reports, rotation, sweep
+from atlassian_oauth import connect, crypto, health, reports, rotation, sweep
 from atlassian_oauth.models import Connection, Event, Grant
 
 #: Exit status of ``status`` when some connection needs attention (1 is an error).
 UNHEALTHY_EXIT = 2
+#: Exit status of ``refresh`` when a refresh failed or a grant needs reconnecting.
+FAILED_EXIT = 1
 #: Sites named in the "unknown site" message, at most.
 MAX_LISTED_SITES = 20
 
 STATUS_DESCRIPTION = f"""\
-Show every connection (or those of --user and/or on --site): Atlassian account, health and its
-advice, whether a refresh token is stored, when the access token expires, scopes, last refresh,
-and the next step. Tokens are never shown.
+Show every connection (or those of --user and/or on --site): Atlassian account, health and what
+it means, whether a refresh token is stored, when the access token expires, scopes, last
+refresh, the last error, and the next step when there is one (whom to ask, what to run). Tokens
+are never shown. The last line counts the connections that need attention.
 
 Exit status: 0 when every connection is healthy (or there is none), {UNHEALTHY_EXIT} when any
 needs attention, 1 on an error such as an unknown user or site."""
@@ -42,16 +47,20 @@ this; then remove the old keys. Each row is committed on its own: safe to interr
 (a rerun skips rows already under the first key). Rows no configured key can decrypt are listed
 by model and pk and make the exit status 1; the other rows are still re-encrypted."""
 
-REFRESH_DESCRIPTION = """\
-Refresh the access tokens of the connections of --user and/or on --site now, even those still
-fresh; with --due, only what the beat's sweep would refresh (expiring soon, or idle long enough
-to need a keep-alive; never those needing reconnect or backing off after a failure). --due alone
-covers every connection. Each Atlassian grant is refreshed once, however many connections share
-it. --dry-run lists the grants and changes nothing. A run from cron with --due does the beat's
-job without Celery.
+REFRESH_DESCRIPTION = f"""\
+Refresh the access tokens of the connections of --user and/or on --site that are due, as the
+beat's sweep sees it (expiring soon, or idle long enough to need a keep-alive); the others are
+listed as skipped (not due). --due lists only the due grants, and alone covers every
+connection: a run from cron with --due does the beat's job without Celery. --force refreshes
+every grant selected now, even one not due or backing off after a failure (say, once the app's
+client secret is fixed); alone it covers every connection. Never two refreshes of one grant at
+once: a grant another worker is refreshing is skipped. Each Atlassian grant is refreshed once,
+however many connections share it. --dry-run lists what would happen and changes nothing. The
+last line counts what was refreshed, skipped and failed.
 
-Exit status: 0 when every refresh worked (or was not needed), 1 when any failed or needs its
-user to reconnect, or on an error such as an unknown user or site."""
+Exit status: 0 when nothing failed (each grant refreshed or skipped), {FAILED_EXIT} when a refresh
+failed or a grant needs its user to reconnect, and 1 on an error such as an unknown user or
+site."""
 
 GENERATE_DESCRIPTION = """\
 Print a new random encryption key on stdout (and advice on stderr, so
@@ -63,16 +72,32 @@ KEY=$(... generate-key) captures only the key)."""
 CHECKS_SKIPPED = frozenset({"generate-key", "fake-server"})
 
 
+class Reported(CommandError):
+    """A non-zero exit whose reason the command has already written out: ``manage.py`` exits
+    with ``returncode`` and adds nothing (no "CommandError: ..." line); ``call_command`` raises
+    it like any ``CommandError``."""
+
+
 class Command(BaseCommand):
     help = (
         "Operate django-atlassian-oauth: status, disconnect, refresh, rotate-keys, "
-        "generate-key, fake-server. Run a subcommand with --help for its options."
+        "generate-key, fake-server. Run a subcommand with --help for its options. "
+        f"Exit status: 0 on success, 1 on an error or a failed refresh, {UNHEALTHY_EXIT} when "
+        "status finds connections that need attention."
     )
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         if options.get("subcommand") in CHECKS_SKIPPED:
             options["skip_checks"] = True
-        return super().execute(*args, **options)
+        try:
+            return super().execute(*args, **options)
+        except Reported as reported:
+            # Set by BaseCommand.run_from_argv (manage.py), not by call_command.
+            from_argv = getattr(self, "_called_from_command_line", False)
+            if from_argv and not options.get("traceback"):
+                # Already said on stdout; BaseCommand would print it again as an error.
+                sys.exit(reported.returncode)
+            raise
 
     def add_arguments(self, parser: CommandParser) -> None:
         subcommands = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
@@ -80,7 +105,7 @@ class Command(BaseCommand):
 
         status = subcommands.add_parser(
             "status",
-            help=f"Show connections and their health (exit {UNHEALTHY_EXIT} if any is unhealthy).",
+            help=f"Show connections and their health (exit {UNHEALTHY_EXIT}: some need attention).",
             description=STATUS_DESCRIPTION,
             formatter_class=raw,
         )
@@ -101,14 +126,19 @@ class Command(BaseCommand):
 
         refresh = subcommands.add_parser(
             "refresh",
-            help="Refresh connections' access tokens now (exit 1 if any refresh failed).",
+            help=f"Refresh connections' access tokens (exit {FAILED_EXIT} if any refresh failed).",
             description=REFRESH_DESCRIPTION,
             formatter_class=raw,
         )
         refresh.add_argument("--user", help="This user's connections (their username).")
         refresh.add_argument("--site", help="Connections on this site (domain or id).")
         refresh.add_argument(
-            "--due", action="store_true", help="Only grants due for refresh, as the beat sees it."
+            "--due", action="store_true", help="List only grants due for refresh, as the beat does."
+        )
+        refresh.add_argument(
+            "--force",
+            action="store_true",
+            help="Refresh now even grants not due or backing off after a failure.",
         )
         refresh.add_argument(
             "--dry-run", action="store_true", help="List what would be refreshed; change nothing."
@@ -178,16 +208,11 @@ class Command(BaseCommand):
             for line in facts:
                 self.stdout.write(line)
         unhealthy = sum(not report.healthy for report in found)
+        summary = _attention_summary(unhealthy, len(found))
         self.stdout.write("")
-        self.stdout.write(
-            f"{len(found)} connection{'s' if len(found) != 1 else ''}: "
-            f"{len(found) - unhealthy} healthy, {unhealthy} needing attention."
-        )
+        self.stdout.write(summary)
         if unhealthy:
-            raise CommandError(
-                f"{unhealthy} of {len(found)} connections need attention (see above).",
-                returncode=UNHEALTHY_EXIT,
-            )
+            raise Reported(summary, returncode=UNHEALTHY_EXIT)
 
     def disconnect(self, options: dict[str, Any]) -> None:
         user = self._user(options["user"])
@@ -229,36 +254,70 @@ class Command(BaseCommand):
     def refresh(self, options: dict[str, Any]) -> None:
         user = self._user(options["user"]) if options["user"] else None
         site = self._site(options["site"]) if options["site"] else None
-        if user is None and site is None and not options["due"]:
-            raise CommandError("Pass --user and/or --site, or --due (what the beat would refresh).")
-        grants = sweep.select_grants(user=user, site=site, due=options["due"])
+        due, force = options["due"], options["force"]
+        if due and force:
+            raise CommandError(
+                "Pass --due or --force, not both: --due takes only grants due for refresh, "
+                "--force refreshes grants that are not."
+            )
+        if user is None and site is None and not (due or force):
+            raise CommandError(
+                "Pass --user and/or --site, --due (what the beat would refresh) or --force "
+                "(every grant, now)."
+            )
+        grants = sweep.select_grants(user=user, site=site, due=due)
         if not grants:
-            self.stdout.write("Nothing to refresh." if options["due"] else "No connections.")
+            self.stdout.write("Nothing is due for refresh." if due else "No connections.")
             return
-        failed = 0
+        if options["dry_run"]:
+            self._refresh_dry_run(grants, force=force)
+            return
+        counts = {"refreshed": 0, "skipped": 0, "failed": 0}
+        for grant in grants:
+            outcome = sweep.refresh_if_due(grant.pk, actor=Event.Actor.COMMAND, force=force)
+            kind, text = _refresh_line(outcome)
+            counts[kind] += 1
+            style = {"refreshed": self.style.SUCCESS, "failed": self.style.ERROR}.get(kind, str)
+            self.stdout.write(style(f"{_grant_label(grant)}: {text}"))
+            if kind != "refreshed":
+                for line in _refresh_advice(grant, outcome):
+                    self.stdout.write(f"  {line}")
+        summary = (
+            f"{counts['refreshed']} refreshed, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed."
+        )
+        self.stdout.write(summary)
+        if counts["failed"]:
+            raise Reported(summary, returncode=FAILED_EXIT)
+
+    def _refresh_dry_run(self, grants: list[Grant], *, force: bool) -> None:
+        now = timezone.now()
+        due = set(
+            sweep.due_grants(now).filter(pk__in=[g.pk for g in grants]).values_list("pk", flat=True)
+        )
+        would = {"refreshed": 0, "skipped": 0, "failed": 0}
         for grant in grants:
             label = _grant_label(grant)
-            if options["dry_run"]:
-                if grant.status == Grant.Status.ACTIVE:
-                    self.stdout.write(f"{label}: would refresh")
-                else:  # refresh.ensure_fresh would refuse it without calling Atlassian
-                    self.stdout.write(f"{label}: {grant.get_status_display()}, cannot refresh")
-                continue
-            outcome = sweep.refresh_if_due(
-                grant.pk, actor=Event.Actor.COMMAND, force=not options["due"]
-            )
-            # A grant deleted meanwhile (its user disconnected) needs no refresh either.
-            ok = outcome.result not in (sweep.Result.FAILED, sweep.Result.NEEDS_RECONNECT)
-            failed += not ok
-            style = self.style.SUCCESS if ok else self.style.ERROR
-            self.stdout.write(style(f"{label}: {outcome}"))
-        count = f"{len(grants)} grant{'s' if len(grants) != 1 else ''}"
-        if options["dry_run"]:
-            self.stdout.write(f"Dry run: {count} would be refreshed; nothing was changed.")
-            return
-        self.stdout.write(f"{count}: {len(grants) - failed} done, {failed} not refreshed.")
-        if failed:
-            raise CommandError(f"{failed} of {count} could not be refreshed (see above).")
+            if grant.status != Grant.Status.ACTIVE:
+                # refresh.ensure_fresh refuses it without calling Atlassian.
+                would["failed"] += 1
+                self.stdout.write(f"{label}: {grant.get_status_display()}, cannot refresh")
+            elif force or grant.pk in due:
+                would["refreshed"] += 1
+                self.stdout.write(f"{label}: would refresh")
+            elif grant.next_refresh_at and grant.next_refresh_at > now:
+                would["skipped"] += 1
+                self.stdout.write(
+                    f"{label}: would skip (backing off after a failure until "
+                    f"{reports.iso(grant.next_refresh_at)}; --force refreshes it now)"
+                )
+            else:
+                would["skipped"] += 1
+                self.stdout.write(f"{label}: would skip (not due)")
+        self.stdout.write(
+            f"Dry run: {would['refreshed']} would be refreshed, {would['skipped']} skipped, "
+            f"{would['failed']} cannot be; nothing was changed."
+        )
 
     def rotate_keys(self, options: dict[str, Any]) -> None:
         try:
@@ -347,6 +406,53 @@ class Command(BaseCommand):
                 f"No site with domain or id {value!r}. Known sites: {known or 'none'}."
             )
         return site
+
+
+def _attention_summary(unhealthy: int, total: int) -> str:
+    """``2 of 5 connections need attention (listed above).`` or ``5 connections, all healthy.``"""
+    noun = "connection" if total == 1 else "connections"
+    if not unhealthy:
+        return f"{total} {noun}, all healthy." if total != 1 else "1 connection, healthy."
+    verb = "needs" if unhealthy == 1 else "need"
+    return f"{unhealthy} of {total} {noun} {verb} attention (listed above)."
+
+
+def _refresh_line(outcome: sweep.Outcome) -> tuple[str, str]:
+    """What happened to one grant, counted as "refreshed", "skipped" or "failed", in words."""
+    Result = sweep.Result
+    if outcome.result == Result.REFRESHED:
+        return "refreshed", "refreshed"
+    if outcome.result == Result.FRESH:
+        return "skipped", f"skipped ({outcome.reason or 'not due'})"
+    if outcome.result == Result.BUSY:
+        return "skipped", "skipped (another worker is refreshing it)"
+    if outcome.result == Result.BACKING_OFF:
+        return "skipped", "skipped (backing off after a failure; --force refreshes it now)"
+    if outcome.result == Result.GONE:
+        return "skipped", "skipped (deleted meanwhile: its last connection was removed)"
+    if outcome.result == Result.NEEDS_RECONNECT:
+        return "failed", f"failed, needs reconnect: {outcome.reason}"
+    return "failed", f"failed: {outcome.reason}"
+
+
+def _refresh_advice(grant: Grant, outcome: sweep.Outcome) -> list[str]:
+    """The last error and next step(s) for a grant not refreshed, as the status command says
+    them (one per connection when the user has to act)."""
+    if outcome.result in (sweep.Result.REFRESHED, sweep.Result.FRESH, sweep.Result.GONE):
+        return []
+    current = Grant.objects.with_health().filter(pk=grant.pk).first()
+    if current is None:
+        return []
+    lines = []
+    if outcome.result == sweep.Result.BACKING_OFF and current.last_error:
+        lines.append(f"Last error: {current.last_error}")
+    steps: list[str] = []
+    for connection in sorted(grant.connections.all(), key=lambda c: (c.site.domain, c.pk)):
+        connection.grant = current
+        step = reports.next_step(connection, health.health_state(current))
+        if step and f"{step[0]}: {step[1]}" not in steps:
+            steps.append(f"{step[0]}: {step[1]}")
+    return lines + steps
 
 
 def _grant_label(grant: Grant) -> str:
