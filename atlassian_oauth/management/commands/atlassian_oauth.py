@@ -58,9 +58,8 @@ once: a grant another worker is refreshing is skipped. Each Atlassian grant is r
 however many connections share it. --dry-run lists what would happen and changes nothing. The
 last line counts what was refreshed, skipped and failed.
 
-Exit status: 0 when nothing failed (each grant refreshed or skipped), {FAILED_EXIT} when a refresh
-failed or a grant needs its user to reconnect, and 1 on an error such as an unknown user or
-site."""
+Exit status: 0 when nothing failed (each grant refreshed or skipped); {FAILED_EXIT} when a refresh
+failed or a grant needs its user to reconnect, as on an error such as an unknown user or site."""
 
 GENERATE_DESCRIPTION = """\
 Print a new random encryption key on stdout (and advice on stderr, so
