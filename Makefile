@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test test-django42 test-mysql lint typecheck migrations-check pytest build clean mutation
+.PHONY: demo demo-reset test test-django42 test-mysql lint typecheck migrations-check pytest build clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.test-installed: $(VENV)/.demo-installed requirements/test.txt
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/python manage.py rundemo
+
+# Start the demo over: removes its SQLite database, the fake Atlassian's grants and tokens, the
+# beat schedule, the broker queue and the logs from .demo/ (DEMO_VAR_DIR); refuses while it runs.
+demo-reset: $(VENV)/.demo-installed
+	$(BIN)/python manage.py reset_demo
 
 test: lint typecheck migrations-check pytest
 

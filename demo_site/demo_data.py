@@ -10,9 +10,11 @@ from django.db import transaction
 
 # Two tenants on one machine: the same server answers on two host names.
 DEMO_SITES = (
-    (1, "localhost", "Acme (tenant on localhost)"),
-    (2, "127.0.0.1", "Globex (tenant on 127.0.0.1)"),
+    (1, "localhost", "Acme"),
+    (2, "127.0.0.1", "Globex"),
 )
+#: The demo's Atlassian app, as the fake Atlassian's consent page names it.
+FAKE_APP_NAME = "django-atlassian-oauth demo"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import environ
 
 from atlassian_oauth.beat import BEAT_SCHEDULE as ATLASSIAN_OAUTH_BEAT_SCHEDULE
 from demo_site.keys import demo_encryption_key
+from demo_site.var_dir import running_fake_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,8 @@ env = environ.Env()
 # The file is optional: the real environment always wins over it.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# Where the demo keeps its SQLite database, broker queue and beat schedule.
+# Where the demo keeps its SQLite database, the fake Atlassian's state, broker queue, beat
+# schedule and logs (`make demo-reset` empties it).
 DEMO_VAR_DIR = Path(env.str("DEMO_VAR_DIR", default=str(BASE_DIR / ".demo")))
 DEMO_VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -104,8 +106,13 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 # --- Atlassian ------------------------------------------------------------------------------
-# Without real credentials the demo talks to the fake Atlassian that `make demo` starts.
-FAKE_ATLASSIAN_URL = env.str("FAKE_ATLASSIAN_URL", default="http://127.0.0.1:8765")
+# Without real credentials the demo talks to the fake Atlassian that `make demo` starts. A
+# command run from another shell finds the running demo's fake through the file it wrote.
+FAKE_ATLASSIAN_URL = (
+    env.str("FAKE_ATLASSIAN_URL", default="")
+    or running_fake_url(DEMO_VAR_DIR)
+    or "http://127.0.0.1:8765"
+)
 USE_FAKE_ATLASSIAN = not env.str("ATLASSIAN_CLIENT_ID", default="")
 
 ATLASSIAN_OAUTH = {
@@ -155,7 +162,8 @@ if any(map(_on_loopback_http, _ATLASSIAN_URLS)) and all(
 # Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server yet
 # carries tasks between the separate beat and worker processes through a shared folder.
 REDIS_URL = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+# A host name, or kombu warns that none was supplied (the filesystem transport needs none).
+CELERY_BROKER_URL = REDIS_URL or "filesystem://localhost/"
 _BROKER_DIR = DEMO_VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {}

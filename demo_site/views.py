@@ -1,75 +1,70 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import requests
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.contrib.sites.models import Site
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from atlassian_oauth.api import (
-    NotConnected,
-    ReconnectRequired,
-    TemporarilyUnavailable,
-    get_session,
-)
-
-#: Jira's issue search (the endpoint that replaced ``rest/api/3/search``).
-JIRA_SEARCH = "rest/api/3/search/jql"
-MY_ISSUES_JQL = "assignee = currentUser() ORDER BY updated DESC"
+from demo_site.demo_data import DEMO_USERS
+from demo_site.jira import MyIssues, Outcome, my_issues
 
 
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    url: str
+
+
+def other_tenants(request: HttpRequest) -> list[Tenant]:
+    """The demo's other tenants: the same server on their own host names, on this port."""
+    # The port the browser used (in the Host header), which behind a proxy is not the server's.
+    _host, port = split_domain_port(request.get_host())
+    suffix = f":{port}" if port else ""
+    scheme = request.scheme or "http"
+    sites = Site.objects.all().order_by("pk")
+    current = getattr(request, "site", None)
+    if isinstance(current, Site):
+        sites = sites.exclude(pk=current.pk)
+    return [Tenant(site.name, f"{scheme}://{site.domain}{suffix}/") for site in sites]
+
+
+class DemoLoginView(LoginView):
+    """Django's login page, listing the demo's users while DEBUG is on (as it is for the demo:
+    their passwords are in the README and the terminal anyway)."""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["demo_users"] = DEMO_USERS if settings.DEBUG else ()
+        return context
+
+
+@never_cache
 def home(request: HttpRequest) -> HttpResponse:
-    """The tenant's home page: which site this host is, who is logged in."""
-    return render(request, "demo_site/home.html", {"site": request.site})
+    """The tenant's home page: who is logged in and, once Jira is connected, their issues.
+
+    Always a 200, whatever state the connection is in: the page says what to do instead.
+    """
+    jira = my_issues(request.user, request, limit=10) if request.user.is_authenticated else None
+    context = {"site": request.site, "jira": jira, "other_tenants": other_tenants(request)}
+    return render(request, "demo_site/home.html", context)
+
+
+#: The /jira/ page's status in each state: monitors (and the load test) see when it could not do
+#: its job.
+JIRA_PAGE_STATUS = {Outcome.UNAVAILABLE: 503, Outcome.BAD_ANSWER: 502}
 
 
 @never_cache
 @login_required
 def jira_issues(request: HttpRequest) -> HttpResponse:
-    """The user's Jira issues, read through ``get_session``: application code never sees a
-    token, and the session refreshes it when it is about to expire."""
-    issues: list[dict[str, str]] = []
-    problem, connect, status = "", False, 200
-    try:
-        with get_session(request.user, request) as session:
-            response = session.get(
-                session.jira_url(JIRA_SEARCH),
-                params={"jql": MY_ISSUES_JQL, "maxResults": "20", "fields": "summary,status"},
-            )
-        response.raise_for_status()
-        issues = _issues(response.json())
-    except NotConnected:
-        problem, connect = "Connect Jira to see your issues here.", True
-    except ReconnectRequired:
-        problem, connect = "Atlassian no longer accepts this connection: connect Jira again.", True
-    except TemporarilyUnavailable:
-        # The 503 tells monitors (and the load test) that the page could not do its job.
-        problem, status = "Jira cannot be reached right now; try again in a moment.", 503
-    except (requests.RequestException, ValueError):
-        # Jira answered with an error or with something that is not a search result.
-        problem, status = "Jira did not answer as expected; try again in a moment.", 502
-    context = {"issues": issues, "problem": problem, "connect": connect}
-    return render(request, "demo_site/jira_issues.html", context, status=status)
-
-
-def _issues(payload: Any) -> list[dict[str, str]]:
-    """Key, summary and status of each issue of a Jira search result; ValueError if it is none."""
-    found = payload.get("issues") if isinstance(payload, dict) else None
-    if not isinstance(found, list):
-        raise ValueError("not a Jira search result")
-    issues = []
-    for issue in found:
-        fields = issue.get("fields") if isinstance(issue, dict) else None
-        if not isinstance(fields, dict):
-            raise ValueError("not a Jira issue")
-        status = fields.get("status")
-        issues.append(
-            {
-                "key": str(issue.get("key", "")),
-                "summary": str(fields.get("summary", "")),
-                "status": str(status.get("name", "")) if isinstance(status, dict) else "",
-            }
-        )
-    return issues
+    """The user's Jira issues on a page of their own."""
+    jira: MyIssues = my_issues(request.user, request)
+    status = JIRA_PAGE_STATUS.get(jira.outcome, 200)
+    return render(request, "demo_site/jira_issues.html", {"jira": jira}, status=status)

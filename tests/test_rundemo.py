@@ -2,79 +2,23 @@
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 import requests
 
-from tests.helpers import (
-    PYTHON,
-    REPO,
-    alive,
-    descendants,
-    free_port,
-    subprocess_env,
-    wait_until,
+from demo_site.var_dir import FAKE_URL_FILE, RUNDEMO_PID_FILE
+from tests.demo_helpers import (
+    connect_through_the_fake,
+    error_lines,
+    log_in,
+    read_until,
+    start_demo,
+    stop_with_ctrl_c,
 )
+from tests.helpers import alive, descendants, free_port, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def start_demo(
-    var_dir: Path, port: int, fake_port: int, **environment: str
-) -> subprocess.Popen[str]:
-    env = subprocess_env(
-        DEMO_VAR_DIR=str(var_dir),
-        DATABASE_URL="",
-        REDIS_URL="",
-        DJANGO_SETTINGS_MODULE="demo_site.settings",
-        **environment,
-    )
-    env.pop("ATLASSIAN_CLIENT_ID", None)
-    argv = [PYTHON, "manage.py", "rundemo", "--port", str(port), "--fake-port", str(fake_port)]
-    return subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def read_until(process: subprocess.Popen[str], marker: str) -> str:
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError("the demo ended before printing " + repr(marker) + ":\n" + "".join(seen))
-
-
-def stop_with_ctrl_c(process: subprocess.Popen[str]) -> tuple[str, set[int]]:
-    started = descendants(process.pid)
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
-    return rest, started
-
-
-def log_in(session: requests.Session, base: str, username: str, password: str) -> str:
-    form = session.get(f"{base}/accounts/login/", timeout=10).text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
-    assert token, form
-    response = session.post(
-        f"{base}/accounts/login/",
-        data={
-            "username": username,
-            "password": password,
-            "csrfmiddlewaretoken": token.group(1),
-            "next": "/",
-        },
-        headers={"Referer": f"{base}/accounts/login/"},
-        timeout=10,
-    )
-    assert response.status_code == 200
-    return response.text
 
 
 def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
@@ -117,6 +61,10 @@ def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
         )
         assert consent.status_code == 200
         assert ">Accept<" in consent.text and ">Decline<" in consent.text
+        # The consent page names the app and the tenant asking, as Atlassian's does.
+        assert "django-atlassian-oauth demo</span> is requesting access" in consent.text
+        assert f'<strong id="tenant">Acme (localhost:{port})</strong>' in consent.text
+        assert (tmp_path / RUNDEMO_PID_FILE).read_text().strip() == str(process.pid)
     finally:
         output, started = stop_with_ctrl_c(process)
     assert process.returncode == 0, output
@@ -125,6 +73,11 @@ def test_demo_runs_everything_and_ctrl_c_stops_it_all(tmp_path):
     assert wait_until(lambda: not any(alive(pid) for pid in started), timeout=10), [
         pid for pid in started if alive(pid)
     ]
+    # A clean Ctrl-C: no ERROR in any log (the worker's pool is stopped by the worker itself),
+    # and nothing left that says a demo runs.
+    assert error_lines(tmp_path / "logs") == []
+    assert not (tmp_path / FAKE_URL_FILE).exists()
+    assert not (tmp_path / RUNDEMO_PID_FILE).exists()
 
 
 def test_a_second_run_reuses_what_exists(tmp_path):
@@ -149,21 +102,10 @@ def test_a_taken_port_is_reported_not_crashed_on(tmp_path):
         output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert f"Port {port} for the web is taken" in output
+    # `make demo` takes no flags: the message names the variable it reads as well.
+    assert f"DEMO_PORT={port + 1} make demo" in output
+    assert f"--port {port + 1}" in output
     assert "Traceback" not in output
-
-
-def consent_through_the_fake(session: requests.Session, base: str) -> requests.Response:
-    """Click Connect Jira, then Accept on the fake's consent page, as a browser would."""
-    consent = session.get(f"{base}/atlassian/connect/", timeout=10)
-    assert ">Accept<" in consent.text, consent.text
-    consent_id = re.search(r'name="consent_id" value="([^"]+)"', consent.text)
-    assert consent_id
-    fake_base = consent.url.split("/authorize")[0]
-    return session.post(
-        f"{fake_base}/authorize",
-        data={"consent_id": consent_id.group(1), "decision": "accept"},
-        timeout=10,
-    )
 
 
 def test_the_demo_renews_short_lived_tokens_while_it_runs(tmp_path):
@@ -184,7 +126,7 @@ def test_the_demo_renews_short_lived_tokens_while_it_runs(tmp_path):
         base = f"http://localhost:{port}"
         user = requests.Session()
         log_in(user, base, "alice", "alice-demo-password")
-        landed = consent_through_the_fake(user, base)
+        landed = connect_through_the_fake(user, base)
         assert "Jira is connected as ada@example.com." in landed.text
         assert "not renewed yet" in user.get(f"{base}/atlassian/", timeout=10).text
 
@@ -207,3 +149,4 @@ def test_the_demo_renews_short_lived_tokens_while_it_runs(tmp_path):
     finally:
         output, _ = stop_with_ctrl_c(process)
     assert process.returncode == 0, output
+    assert error_lines(tmp_path / "logs") == []

@@ -18,8 +18,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from demo_site.demo_data import DEMO_SITES, DEMO_USERS
+from demo_site.demo_data import DEMO_SITES, DEMO_USERS, FAKE_APP_NAME
+from demo_site.var_dir import FAKE_STATE_FILE, FAKE_URL_FILE, RUNDEMO_PID_FILE
 
+#: Seconds each process gets to stop after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -83,14 +85,27 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo", stdout=self.stdout)
 
-        logs = Path(settings.DEMO_VAR_DIR) / "logs"
+        var_dir = Path(settings.DEMO_VAR_DIR)
+        logs = var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
+        fake_url = f"http://127.0.0.1:{fake_port}"
         children: list[Child] = []
         if use_fake:
-            fake_argv = [python, manage, "atlassian_oauth", "fake-server", "--port", str(fake_port)]
-            fake_argv += ["--token-lifetime", str(options["token_lifetime"])]
+            fake_argv = [python, "-m", "atlassian_oauth.testing.fake_atlassian"]
+            fake_argv += [
+                "--port",
+                str(fake_port),
+                "--token-lifetime",
+                str(options["token_lifetime"]),
+            ]
+            # Its grants and tokens live beside the database that stores them, so a restart
+            # keeps every connection working.
+            fake_argv += ["--state-file", str(var_dir / FAKE_STATE_FILE)]
+            fake_argv += ["--app-name", FAKE_APP_NAME]
+            for _pk, domain, name in DEMO_SITES:
+                fake_argv += ["--tenant", f"{domain}={name}"]
             children.append(Child("fake-atlassian", fake_argv, logs / "fake-atlassian.log"))
         celery = [python, "-m", "celery", "-A", "demo_site"]
         children += [
@@ -110,28 +125,47 @@ class Command(BaseCommand):
 
         environment = dict(os.environ)
         if use_fake:
-            environment["FAKE_ATLASSIAN_URL"] = f"http://127.0.0.1:{fake_port}"
-        # Our own SIGTERM should stop the children as Ctrl-C does.
+            environment["FAKE_ATLASSIAN_URL"] = fake_url
+        # Our own SIGTERM stops the children as Ctrl-C does; and Ctrl-C works even when we were
+        # started with SIGINT ignored (as a shell does for a background job).
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+        pid_file, url_file = var_dir / RUNDEMO_PID_FILE, var_dir / FAKE_URL_FILE
         try:
+            pid_file.write_text(f"{os.getpid()}\n")
             for child in children:
                 self._start(child, environment)
+            if use_fake:
+                if not _wait_for_port("127.0.0.1", fake_port, timeout=30):
+                    raise CommandError(
+                        f"The fake Atlassian did not start; see {logs / 'fake-atlassian.log'}."
+                    )
+                # Commands run from another shell (manage.py atlassian_oauth refresh ...) read
+                # it through the settings, so they reach this fake without FAKE_ATLASSIAN_URL.
+                url_file.write_text(fake_url + "\n")
             if not _wait_for_port("127.0.0.1", port, timeout=30):
                 raise CommandError(f"The web server did not start; see {logs / 'web.log'}.")
-            self._print_banner(port, fake_port if use_fake else None, logs)
+            self._print_banner(port, fake_url if use_fake else None, logs)
             self._watch(children)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping the demo…")
         finally:
             self._stop(children)
+            url_file.unlink(missing_ok=True)
+            pid_file.unlink(missing_ok=True)
             self.stdout.write("Demo stopped; no process left behind.")
 
     def _check_ports(self, port: int, fake_port: int | None) -> None:
-        for name, number in (("web", port), ("fake Atlassian", fake_port)):
+        checks = (
+            ("web", port, "DEMO_PORT", "--port"),
+            ("fake Atlassian", fake_port, "FAKE_ATLASSIAN_PORT", "--fake-port"),
+        )
+        for name, number, variable, flag in checks:
             if number is not None and not _port_is_free("127.0.0.1", number):
                 raise CommandError(
                     f"Port {number} for the {name} is taken (is another demo running?). "
-                    "Stop it, or pick another with --port / --fake-port."
+                    f"Stop it, or pick another port: {variable}={number + 1} make demo "
+                    f"(or manage.py rundemo {flag} {number + 1})."
                 )
 
     def _start(self, child: Child, environment: dict[str, str]) -> None:
@@ -160,33 +194,42 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop(self, children: list[Child]) -> None:
-        running = [c.process for c in children if c.process and c.process.poll() is None]
-        for process in running:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in running:
-            with suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        # Whatever ignored SIGTERM (or a grandchild left in the group) is killed.
-        for process in running:
+        # The reverse of the start order: the web server first (no new requests), then beat (no
+        # new tasks), then the worker (it finishes the refresh it is doing), and the fake
+        # Atlassian last, so nothing still running calls it after it is gone.
+        for child in reversed(children):
+            process = child.process
+            if process is None:
+                continue
+            if process.poll() is None:
+                # To the child alone, not its group: the Celery worker stops its own pool
+                # processes, and logs an ERROR for each one killed under it.
+                with suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+            # Whatever ignored SIGTERM (or a grandchild left in its group) is killed.
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def _print_banner(self, port: int, fake_port: int | None, logs: Path) -> None:
-        lines = ["", "The demo is running:"]
+    def _print_banner(self, port: int, fake_url: str | None, logs: Path) -> None:
+        lines = ["", "The demo is running, two tenants on two host names:"]
         for _pk, domain, name in DEMO_SITES:
-            lines.append(f"  {name:32} http://{domain}:{port}/")
+            lines.append(f"  {name:8} http://{domain}:{port}/")
         lines.append("Log in as:")
         for user in DEMO_USERS:
             role = "superuser, also /admin/" if user.is_superuser else "user"
             lines.append(f"  {user.username:8} password {user.password:22} ({role})")
-        if fake_port is None:
+        if fake_url is None:
             lines.append("Atlassian: the real one (ATLASSIAN_CLIENT_ID is set).")
         else:
-            lines.append(f"Fake Atlassian: http://127.0.0.1:{fake_port}  (consent page: Accept)")
-        lines.append(f"Logs: {logs}/")
-        lines.append("Press Ctrl-C to stop everything.")
+            lines.append(f"Fake Atlassian: {fake_url}  (consent page: Accept)")
+        lines.append(
+            "From another shell: .venv/bin/python manage.py atlassian_oauth status "
+            "(or refresh --due) talks to this demo."
+        )
+        lines.append(f"Logs: {logs}/   Start over: make demo-reset")
+        lines.append("Press Ctrl-C to stop everything (connections are kept for the next run).")
         self.stdout.write("\n".join(lines), ending="\n")
         self.stdout.flush()
