@@ -22,6 +22,9 @@ MUST_SHIP = (
     "atlassian_oauth/testing/fake_atlassian.py",
     "atlassian_oauth/testing/pytest_plugin.py",
     "atlassian_oauth/management/commands/atlassian_oauth.py",
+    # The German translation, compiled: a project has no gettext tools to build it.
+    "atlassian_oauth/locale/de/LC_MESSAGES/django.po",
+    "atlassian_oauth/locale/de/LC_MESSAGES/django.mo",
 )
 MUST_NOT_SHIP = ("demo_site/", "tests/")
 
@@ -101,6 +104,9 @@ def test_the_installed_wheel_works_in_a_project_of_its_own(dist, tmp_path):
         print(get_template("atlassian_oauth/base.html").origin.name)
         from django.contrib.staticfiles import finders
         print(finders.find("atlassian_oauth/atlassian_oauth.css"))
+        from django.utils import translation
+        with translation.override("de"):
+            assert translation.gettext("Healthy") == "Gesund", translation.gettext("Healthy")
         from atlassian_oauth.testing import FakeAtlassian
         with FakeAtlassian() as fake:
             print("fake", fake.url)

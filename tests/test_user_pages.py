@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.messages import get_messages
@@ -43,14 +44,14 @@ def render_button(user, template: Template = BUTTON) -> str:
 def make_state(grant: Grant, state: str) -> None:
     """Put ``grant`` into the health ``state`` the way refreshes and time would."""
     now = timezone.now()
-    changes: dict[str, object] = {
+    changes: dict[str, Any] = {
         "needs_reconnect": {"status": Grant.Status.NEEDS_RECONNECT, "state_changed_at": now},
         "no_refresh_token": {"status": Grant.Status.NO_REFRESH_TOKEN},
         "reconnect_soon": {"consented_at": now - timedelta(days=360)},
         "refresh_failing": {"refresh_failures": 2, "last_failure": Grant.Failure.TRANSIENT},
         "healthy": {},
-    }[state]
-    Grant.objects.filter(pk=grant.pk).update(**changes)
+    }
+    Grant.objects.filter(pk=grant.pk).update(**changes[state])
 
 
 # ---- the button -------------------------------------------------------------------------------
