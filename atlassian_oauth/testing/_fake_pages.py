@@ -89,7 +89,7 @@ main { max-width: 26rem; margin: 0 auto 3rem; background: #fff; border-radius: 6
 .tile.atlassian { background: #0c66e4; }
 h2 { font-size: 1.2rem; text-align: center; margin: 0 0 .5rem; line-height: 1.3; }
 .asker { text-align: center; color: #44546f; margin: 0 0 1.5rem; }
-.asker code { font-size: 12px; }
+.asker small { color: #626f86; font-size: 12px; }
 label, .section { display: block; font-weight: 600; font-size: 12px; color: #626f86;
   margin: 1.25rem 0 .35rem; text-transform: uppercase; letter-spacing: .03em; }
 select { width: 100%; padding: .5rem; border: 2px solid #dcdfe4; border-radius: 3px;
@@ -176,8 +176,8 @@ def consent_body(
 <div class="apps" aria-hidden="true"><span class="tile">{initial}</span> &#8644;
 <span class="tile atlassian">A</span></div>
 <h2><span id="app-name">{esc(app_name)}</span> is requesting access to your Atlassian account</h2>
-<p class="asker">Asked by <strong id="tenant">{esc(tenant)}</strong>
-&middot; client id <code id="client-id">{esc(client_id)}</code></p>
+<p class="asker">Asked by <strong id="tenant">{esc(tenant)}</strong><br>
+<small>client id <code id="client-id">{esc(client_id)}</code></small></p>
 <form method="post" action="/authorize">
 <input type="hidden" name="consent_id" value="{esc(consent_id)}">
 <label for="account_id">Atlassian account</label>

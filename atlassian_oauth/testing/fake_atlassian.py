@@ -608,6 +608,12 @@ class FakeAtlassian:
     def clock(self) -> FakeClock:
         return self._state.clock
 
+    @property
+    def tenant_names(self) -> dict[str, str]:
+        """Host name -> tenant name, for the consent page (a dict to change in place; reset()
+        keeps it, as it keeps the constructor's other arguments)."""
+        return self._state.tenant_names
+
     def now(self) -> float:
         """The fake's clock, in seconds since the epoch (it decides every expiry)."""
         return self._state.clock.now()
