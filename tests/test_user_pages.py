@@ -370,7 +370,7 @@ def test_each_level_is_shown_in_words_and_by_class(alice_client, accepting, oaut
     alice_client.post("/atlassian/connect/", HTTP_HOST=HOST)
     html = page(alice_client)
     assert (
-        '<li class="atlassian-oauth-message atlassian-oauth-message-error error" role="alert">'
+        '<li class="atlassian-oauth-message atlassian-oauth-message-error error">'
         '<strong class="atlassian-oauth-message-level">Error:</strong> Jira connections are not '
         "configured on this site.</li>" in html
     )
