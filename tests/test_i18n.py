@@ -90,6 +90,52 @@ def test_the_committed_mo_is_the_po_compiled():
     )
 
 
+#: What makemessages reads as translatable: these functions in Python, the i18n tags in templates.
+PYTHON_MARKERS = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy", "pgettext"}
+TEMPLATIZED = re.compile(
+    r"\b(n?p?gettext)\(((?:\s*u?(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\s*,?)+)"
+)
+LITERAL = re.compile(r"u?('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+def marked_in_the_sources() -> set[tuple[object, object]]:
+    """(context, msgid) of every string marked for translation in the app (its test kit
+    aside, as makemessages is told), found without gettext's tools."""
+    from django.utils.translation.template import templatize
+
+    app = LC_MESSAGES.parents[2]
+    found: set[tuple[object, object]] = set()
+    for path in app.rglob("*.py"):
+        if "testing" in path.relative_to(app).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id not in PYTHON_MARKERS or not node.args:
+                continue
+            strings = [a.value for a in node.args if isinstance(a, ast.Constant)]
+            if node.func.id == "pgettext":
+                found.add((strings[0], strings[1]))
+            else:
+                found.add((None, strings[0]))
+    for path in (app / "templates").rglob("*.html"):
+        for name, arguments in TEMPLATIZED.findall(templatize(path.read_text(encoding="utf-8"))):
+            strings = [ast.literal_eval(literal) for literal in LITERAL.findall(arguments)]
+            found.add((strings[0], strings[1]) if "p" in name else (None, strings[0]))
+    return found
+
+
+def test_the_catalogue_holds_exactly_the_strings_the_sources_mark():
+    """A string added or changed without updating the catalogue fails here. To update it:
+    ``cd atlassian_oauth && django-admin makemessages -l de --add-location file --ignore
+    'testing/*'``, translate the new entries, ``django-admin compilemessages -l de``."""
+    in_catalogue = {(entry.get("msgctxt"), entry["msgid"]) for entry in catalogue()}
+    in_sources = marked_in_the_sources()
+    assert len(in_sources) > 200
+    assert sorted(in_sources - in_catalogue, key=str) == []
+    assert sorted(in_catalogue - in_sources, key=str) == []
+
+
 # ---- a German browser -------------------------------------------------------------------------
 
 
