@@ -87,10 +87,15 @@ def test_the_button_asks_to_reconnect_when_that_is_the_fix(fake_atlassian, alice
 
 
 def test_a_failing_refresh_is_still_connected_with_a_warning(fake_atlassian, alice, sites):
-    make_state(connected_grant(fake_atlassian), "refresh_failing")
+    grant = connected_grant(fake_atlassian)
+    make_state(grant, "refresh_failing")
     html = render_button(alice)
     assert 'class="atlassian-oauth-connected atlassian-oauth-health-warning"' in html
     assert ">Jira connected</a>" in html
+    # The app's credentials refused: the user cannot fix it, the colour says it is broken.
+    Grant.objects.filter(pk=grant.pk).update(last_failure=Grant.Failure.CONFIGURATION)
+    html = render_button(alice)
+    assert 'class="atlassian-oauth-connected atlassian-oauth-health-error"' in html
 
 
 @pytest.mark.parametrize("state", ["none", "healthy", "needs_reconnect"])
