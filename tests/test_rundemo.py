@@ -145,7 +145,7 @@ def test_the_demo_renews_short_lived_tokens_while_it_runs(tmp_path):
         assert "Refreshed the access token" in events.text
         assert ">beat<" in events.text.lower() or "Beat" in events.text
         grants = admin.get(f"{base}/admin/atlassian_oauth/grant/", timeout=10).text
-        assert "ada@example.com" in grants and "Healthy" in grants
+        assert "ada@<wbr>example.com" in grants and "Healthy" in grants
     finally:
         output, _ = stop_with_ctrl_c(process)
     assert process.returncode == 0, output
