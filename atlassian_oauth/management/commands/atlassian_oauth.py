@@ -179,6 +179,19 @@ class Command(BaseCommand):
             choices=["accept", "decline"],
             help="Answer the consent page at once instead of showing it.",
         )
+        fake.add_argument("--app-name", help="The app's name on the consent page.")
+        fake.add_argument(
+            "--tenant",
+            action="append",
+            default=[],
+            metavar="HOST=NAME",
+            help="Name the tenant whose callback is on HOST on the consent page (repeatable).",
+        )
+        fake.add_argument(
+            "--state-file",
+            help="Keep the fake's grants and tokens in this JSON file across restarts "
+            "(default: in memory).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         handlers = {
@@ -382,6 +395,12 @@ class Command(BaseCommand):
         ]
         if options["auto_consent"]:
             argv += ["--auto-consent", options["auto_consent"]]
+        if options["app_name"]:
+            argv += ["--app-name", options["app_name"]]
+        for tenant in options["tenant"]:
+            argv += ["--tenant", tenant]
+        if options["state_file"]:
+            argv += ["--state-file", options["state_file"]]
         main(argv)
 
     def _user(self, username: str) -> AbstractBaseUser:
