@@ -9,6 +9,8 @@
 | atlassian_oauth.E005 | ``read:me`` missing from the scopes: whose account is unknown |
 | atlassian_oauth.E006 | a setting has the wrong type or form |
 | atlassian_oauth.E007 | ``OAUTHLIB_INSECURE_TRANSPORT`` is set while ``DEBUG`` is off |
+| atlassian_oauth.E008 | ``CONNECT_HOST_CALLBACK_URL``'s path is not the app's callback path |
+| atlassian_oauth.E009 | both ``CALLBACK_URL`` and ``CONNECT_HOST_CALLBACK_URL`` are set |
 | atlassian_oauth.W001 | no default client id and secret: only sites with their own app connect |
 | atlassian_oauth.W002 | an ``http://`` callback URL while ``DEBUG`` is off |
 | atlassian_oauth.W003 | a site's own Atlassian app (database) lacks offline_access or read:me |
@@ -17,6 +19,8 @@
 | atlassian_oauth.W006 | a site's own Atlassian app (database) has an ``http://`` callback URL |
 | atlassian_oauth.W007 | ``REFRESH_LOCK_TIMEOUT`` is not between one refresh call and Atlassian's |
 |                      | reuse leeway |
+| atlassian_oauth.W008 | an ``http://`` ``CONNECT_HOST_CALLBACK_URL`` while ``DEBUG`` is off |
+| atlassian_oauth.W009 | the connect host is not in ``ALLOWED_HOSTS`` |
 
 W004 and W005 read Celery's settings under the ``CELERY_`` namespace that Celery documents for
 Django; W004 speaks only when ``CELERY_BROKER_URL`` or ``CELERY_BEAT_SCHEDULE`` is set. A
@@ -29,6 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
@@ -140,6 +145,73 @@ def _http_callback_warning(where: str) -> Warning:
         hint="Use an https:// callback URL (and the same in the Atlassian developer console).",
         id="atlassian_oauth.W002",
     )
+
+
+@register()
+def check_connect_host(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The connect host's callback URL (docs/multi-tenant.md), when one is set."""
+    from django.http.request import validate_host
+    from django.urls import NoReverseMatch, reverse
+
+    name = f"{SETTINGS_NAME}['CONNECT_HOST_CALLBACK_URL']"
+    try:
+        url, callback_url = conf.CONNECT_HOST_CALLBACK_URL, conf.CALLBACK_URL
+    except ImproperlyConfigured as error:
+        return [Error(str(error), id="atlassian_oauth.E006")]
+    if not url:
+        return []
+    errors: list[CheckMessage] = []
+    parts = urlsplit(url)
+    try:
+        path = reverse("atlassian_oauth:callback")
+    except NoReverseMatch:
+        path = None  # the app's URLs are not included (yet): nothing to compare with
+    if path is not None and parts.path != path:
+        errors.append(
+            Error(
+                f"{name} is {url!r}, whose path is not the app's callback path {path!r}: "
+                "the connect host would never see Atlassian's answer.",
+                hint=f"Use {parts.scheme}://{parts.netloc}{path}, and register the same URL "
+                "as the app's callback URL in the Atlassian developer console.",
+                id="atlassian_oauth.E008",
+            )
+        )
+    if callback_url:
+        errors.append(
+            Error(
+                f"Both {SETTINGS_NAME}['CALLBACK_URL'] and {name} are set: the default app has "
+                "one callback URL.",
+                hint="Keep CONNECT_HOST_CALLBACK_URL when tenants on several hosts share the "
+                "app, or CALLBACK_URL alone for one host.",
+                id="atlassian_oauth.E009",
+            )
+        )
+    if parts.scheme == "http" and not settings.DEBUG:
+        errors.append(
+            Warning(
+                f"{name} uses http:// while DEBUG is off: the authorization code would cross "
+                "the network unencrypted, and the connect host refuses to hand it on.",
+                hint="Serve the connect host over https:// and register that URL at Atlassian.",
+                id="atlassian_oauth.W008",
+            )
+        )
+    # Django's own default when DEBUG is on and ALLOWED_HOSTS is empty.
+    allowed = settings.ALLOWED_HOSTS
+    if not allowed and settings.DEBUG:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if not validate_host(host, allowed):
+        errors.append(
+            Warning(
+                f"The connect host {parts.netloc!r} of {name} is not in ALLOWED_HOSTS, so "
+                "Django refuses Atlassian's answer there (400).",
+                hint=f"Add {host!r} to ALLOWED_HOSTS.",
+                id="atlassian_oauth.W009",
+            )
+        )
+    return errors
 
 
 @register(Tags.security)

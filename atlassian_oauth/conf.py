@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -90,6 +91,29 @@ class Settings:
         """Empty: built from the request's host, so each tenant domain gets its own callback."""
         value = self._str("CALLBACK_URL", "")
         return self._url("CALLBACK_URL", "") if value else ""
+
+    @property
+    def CONNECT_HOST_CALLBACK_URL(self) -> str:
+        """The default app's one registered callback, on a connect host that hands each flow
+        back to its tenant's host (docs/multi-tenant.md); empty: no connect host."""
+        value = self._str("CONNECT_HOST_CALLBACK_URL", "")
+        try:
+            parts = urlsplit(value)
+            # Kept exactly as written: Atlassian compares redirect_uri to the console's
+            # character for character, trailing slash included.
+            valid = (
+                parts.scheme in ("https", "http")
+                and bool(parts.hostname)
+                and not (parts.query or parts.fragment)
+            )
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            valid = False
+        if value and not valid:
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['CONNECT_HOST_CALLBACK_URL'] must be an absolute http(s) URL "
+                f"without query or fragment, got {value!r}."
+            )
+        return value
 
     @property
     def CONNECT_REDIRECT_URL(self) -> str:

@@ -14,12 +14,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.http.request import split_domain_port
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
@@ -71,7 +75,7 @@ def begin(
     ``next_url`` must already be checked as safe. Several flows (tabs) may be pending at once.
     """
     app = app_for_site(site)
-    redirect_uri = app.callback_url or redirect_uri
+    redirect_uri = registered_callback(app) or redirect_uri
     binding = session.get(SESSION_BINDING_KEY)
     if not binding:
         binding = session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
@@ -92,6 +96,19 @@ def begin(
     return client.authorize_url(app, redirect_uri, state)
 
 
+def registered_callback(app: client.OAuthApp) -> str:
+    """The callback URL registered for ``app`` when it is fixed ("": built from the host).
+
+    The connect host serves the default app (``CLIENT_ID``); a site's own app keeps the
+    callback URL of its row, or its own host's.
+    """
+    if app.callback_url:
+        return app.callback_url
+    if conf.CONNECT_HOST_CALLBACK_URL and app.client_id == conf.CLIENT_ID:
+        return conf.CONNECT_HOST_CALLBACK_URL
+    return ""
+
+
 def _drop_oldest_flows(user_id: Any) -> None:
     """Keep the newest ``MAX_PENDING_FLOWS`` flows of this user and delete the rest.
 
@@ -103,6 +120,80 @@ def _drop_oldest_flows(user_id: Any) -> None:
     )
     if stale:
         AuthorizationState.objects.filter(pk__in=stale).delete()
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """The connect host's answer to a callback: send the browser on to ``location`` or, when
+    there is none, refuse with a page saying why (``reason``)."""
+
+    location: str = ""
+    reason: str = ""
+
+
+#: Why the connect host refuses to hand a callback on.
+UNKNOWN_STATE = "unknown_state"
+INSECURE = "insecure"
+
+
+def _host_key(netloc: str, secure: bool) -> str:
+    """A host as compared here: lower case, without a trailing dot or its scheme's own port;
+    "" when it is not a plain host name or address (with a port)."""
+    host, port = split_domain_port(netloc)
+    if not host:
+        return ""
+    return host if port in ("", "443" if secure else "80") else f"{host}:{port}"
+
+
+def _is_site_of(site: Site, host: str) -> bool:
+    """Whether the sites framework finds ``site`` for ``host`` (with its port, or without)."""
+    domain = site.domain.lower()
+    return domain in (host.lower(), split_domain_port(host)[0])
+
+
+@sensitive_variables()
+def bounce(*, host: str, secure: bool, state: str, path: str, query: str) -> Bounce | None:
+    """Where the callback at ``host`` hands a flow on to; None when it is not the connect
+    host's to hand on (the callback then runs where it is, with all its checks).
+
+    The target is the pending flow's own site, never anything of the request: the same
+    ``path`` and ``query`` on that site's domain (with the connect host's port when the domain
+    names none), https unless ``DEBUG`` is on. Nothing is consumed: the tenant's callback
+    checks the session binding, user, site and single use as always.
+    """
+    registered = conf.CONNECT_HOST_CALLBACK_URL
+    if not registered:
+        return None
+    parts = urlsplit(registered)
+    here = _host_key(host, secure)
+    if not here or here != _host_key(parts.netloc, parts.scheme == "https"):
+        return None
+    pending = None
+    if state:
+        pending = (
+            AuthorizationState.objects.select_related("site")
+            .filter(state_hash=_digest(state), redirect_uri=registered)
+            .first()
+        )
+    if pending is None:
+        # The connect host may be a tenant too: its own callback answers its users there.
+        bare = split_domain_port(host)[0]
+        if Site.objects.filter(Q(domain__iexact=host) | Q(domain__iexact=bare)).exists():
+            return None
+        return Bounce(reason=UNKNOWN_STATE)
+    if _is_site_of(pending.site, host):
+        return None
+    if not secure and not settings.DEBUG:
+        return Bounce(reason=INSECURE)
+    domain = pending.site.domain
+    if not _host_key(domain, secure=True):
+        # A Site whose domain is no plain host (an admin's typo) is never a redirect target.
+        logger.error("Site %s has no valid domain to hand a connection back to.", pending.site_id)
+        return Bounce(reason=UNKNOWN_STATE)
+    if not split_domain_port(domain)[1] and parts.port:
+        domain = f"{domain}:{parts.port}"
+    scheme = "http" if settings.DEBUG and not secure else "https"
+    return Bounce(location=urlunsplit((scheme, domain, path, query, "")))
 
 
 # The callback's parameters hold the code, and the token response the new tokens: no variable

@@ -170,10 +170,36 @@ def _take_callback_parameters(request: HttpRequest) -> dict[str, str]:
 
 
 @never_cache
-@login_required
 @require_GET
-@sensitive_variables("params")
+@sensitive_variables()
 def callback(request: HttpRequest) -> HttpResponse:
+    """On the connect host, hand another tenant's flow back to that tenant's host (no login
+    there: the session lives on the tenant's host); anywhere else, finish the round trip."""
+    handed = flow.bounce(
+        host=request.get_host(),
+        secure=request.is_secure(),
+        state=request.GET.get("state", ""),
+        path=reverse("atlassian_oauth:callback"),
+        query=request.GET.urlencode(),
+    )
+    if handed is None:
+        return _finish(request)
+    _take_callback_parameters(request)
+    if handed.location:
+        response: HttpResponse = HttpResponseRedirect(handed.location)
+    else:
+        # A page of its own, not the site's frame: the connect host need not be a Site.
+        response = render(
+            request, "atlassian_oauth/connect_host.html", {"reason": handed.reason}, status=400
+        )
+    # The URL holds the code: never pass it on as a referrer, here or from the tenant's page.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@login_required
+@sensitive_variables("params")
+def _finish(request: HttpRequest) -> HttpResponse:
     params = _take_callback_parameters(request)
     default_destination = _default_destination()
     try:

@@ -55,8 +55,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # No SITE_ID: each request's site (tenant) is found from its host.
-    "django.contrib.sites.middleware.CurrentSiteMiddleware",
+    # No SITE_ID: each request's site (tenant) is found from its host. Django's own
+    # CurrentSiteMiddleware, except on the connect host, which is no site (middleware.py).
+    "demo_site.middleware.CurrentSiteMiddleware",
 ]
 
 ROOT_URLCONF = "demo_site.urls"

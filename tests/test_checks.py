@@ -7,7 +7,7 @@ from django.contrib.sites.models import Site
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from atlassian_oauth.checks import check_settings, check_site_apps
+from atlassian_oauth.checks import check_connect_host, check_settings, check_site_apps
 from atlassian_oauth.crypto import generate_key
 from atlassian_oauth.models import AtlassianApp
 
@@ -112,4 +112,99 @@ def test_a_site_app_without_offline_access_or_https_is_w003(options):
 def test_manage_py_check_reports_e001(options):
     options.ATLASSIAN_OAUTH["SCOPES"] = "read:me"
     with pytest.raises(SystemCheckError, match=r"atlassian_oauth\.E001"):
+        call_command("check")
+
+
+# ---- the connect host (docs/multi-tenant.md) --------------------------------------------------
+
+CONNECT_URL = "https://connect.example.com/atlassian/callback/"
+
+
+@pytest.fixture
+def connect_host(options):
+    options.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = CONNECT_URL
+    options.ALLOWED_HOSTS = ["connect.example.com", ".tenants.example"]
+    options.DEBUG = False
+    return options
+
+
+def test_a_valid_connect_host_passes(connect_host):
+    assert check_connect_host() == []
+    assert check_settings() == []
+
+
+def test_no_connect_host_is_fine(options):
+    assert check_connect_host() == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "connect.example.com/atlassian/callback/",
+        "ftp://connect.example.com/atlassian/callback/",
+        "https:///atlassian/callback/",
+        "https://connect.example.com/atlassian/callback/?tenant=1",
+        "https://connect.example.com/atlassian/callback/#x",
+        "https://[::1/atlassian/callback/",
+    ],
+)
+def test_a_connect_host_url_that_is_no_url_is_e006(connect_host, url):
+    connect_host.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = url
+    (error,) = check_connect_host()
+    assert error.id == "atlassian_oauth.E006"
+    assert "CONNECT_HOST_CALLBACK_URL" in error.msg
+
+
+@pytest.mark.parametrize(
+    "path", ["/atlassian/callback", "/callback/", "/", "", "/atlassian/callback/x/"]
+)
+def test_a_connect_host_path_other_than_the_callbacks_is_e008(connect_host, path):
+    connect_host.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = f"https://connect.example.com{path}"
+    (error,) = check_connect_host()
+    assert error.id == "atlassian_oauth.E008"
+    assert "'/atlassian/callback/'" in error.msg
+    assert error.hint and CONNECT_URL in error.hint
+
+
+def test_a_connect_host_and_a_callback_url_both_is_e009(connect_host):
+    connect_host.ATLASSIAN_OAUTH["CALLBACK_URL"] = "https://connect.example.com/atlassian/callback/"
+    assert ids(check_connect_host()) == {"atlassian_oauth.E009"}
+
+
+def test_an_http_connect_host_without_debug_is_w008(connect_host):
+    http_url = CONNECT_URL.replace("https://", "http://")
+    connect_host.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = http_url
+    (warning,) = check_connect_host()
+    assert warning.id == "atlassian_oauth.W008"
+    connect_host.DEBUG = True
+    assert check_connect_host() == []
+
+
+@pytest.mark.parametrize(
+    ("allowed", "debug", "expected"),
+    [
+        (["connect.example.com"], False, set()),
+        ([".example.com"], False, set()),
+        (["*"], False, set()),
+        (["tenant.example.com"], False, {"atlassian_oauth.W009"}),
+        ([], False, {"atlassian_oauth.W009"}),
+        ([], True, {"atlassian_oauth.W009"}),  # Django's DEBUG default: loopback names only
+    ],
+)
+def test_a_connect_host_not_in_allowed_hosts_is_w009(connect_host, allowed, debug, expected):
+    connect_host.ALLOWED_HOSTS, connect_host.DEBUG = allowed, debug
+    assert ids(check_connect_host()) == expected
+
+
+@pytest.mark.parametrize("host", ["connect.localhost:8000", "127.0.0.2:8000", "[::1]:8000"])
+def test_a_loopback_connect_host_passes_with_debug_and_no_allowed_hosts(options, host):
+    options.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = f"http://{host}/atlassian/callback/"
+    options.ALLOWED_HOSTS, options.DEBUG = [], True
+    expected = set() if not host.startswith("127.0.0.2") else {"atlassian_oauth.W009"}
+    assert ids(check_connect_host()) == expected
+
+
+def test_manage_py_check_reports_e008(connect_host):
+    connect_host.ATLASSIAN_OAUTH["CONNECT_HOST_CALLBACK_URL"] = "https://connect.example.com/cb/"
+    with pytest.raises(SystemCheckError, match=r"atlassian_oauth\.E008"):
         call_command("check")
