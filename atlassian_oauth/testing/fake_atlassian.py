@@ -988,14 +988,18 @@ def main(argv: list[str] | None = None) -> int:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    # SIGTERM (what process managers and subprocess.terminate send) stops as cleanly as Ctrl-C.
+    # SIGTERM (what process managers and subprocess.terminate send) stops as cleanly as Ctrl-C;
+    # SIGINT too, even when the shell started us as a background job with SIGINT ignored.
+    stopping = (signal.SIGTERM, signal.SIGINT)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    previous = (
+        {number: signal.signal(number, interrupt) for number in stopping} if in_main_thread else {}
+    )
     try:
         fake.serve_forever(ready=announce)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

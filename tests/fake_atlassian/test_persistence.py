@@ -162,7 +162,7 @@ def test_the_command_line_fake_keeps_its_state_across_a_restart(
     with FakeAtlassianClient(url) as control:
         tokens = control.mint_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID, SCOPES)
     process.send_signal(stop)
-    _, stderr = process.communicate(timeout=10)
+    _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "ERROR" not in stderr, stderr
 
