@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import environ
 
 from atlassian_oauth.beat import BEAT_SCHEDULE as ATLASSIAN_OAUTH_BEAT_SCHEDULE
+from demo_site.connect_host import CONNECT_HOST, connect_host_callback_url
 from demo_site.keys import demo_encryption_key
 from demo_site.var_dir import running_fake_url
 
@@ -30,7 +31,9 @@ DEMO_VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 # Only ever a development default: a deployment sets DJANGO_SECRET_KEY.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="demo-only-not-secret-" + "x" * 40)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", CONNECT_HOST]
+)
 
 INSTALLED_APPS = [
     # First, so the demo's templates override the app's frame (templates/atlassian_oauth/
@@ -135,6 +138,12 @@ ATLASSIAN_OAUTH = {
     "ENCRYPTION_KEYS": env.list("ATLASSIAN_ENCRYPTION_KEYS", default=[])
     or [demo_encryption_key(DEMO_VAR_DIR / "encryption.key")],
     "CONNECT_REDIRECT_URL": "home",
+    # Both tenants use the one app through its one callback on the connect host, which hands
+    # each callback back to its tenant's host (docs/multi-tenant.md). Empty: each host its own.
+    "CONNECT_HOST_CALLBACK_URL": env.str(
+        "ATLASSIAN_CONNECT_HOST_CALLBACK_URL",
+        default=connect_host_callback_url(env.int("DEMO_PORT", default=8000)),
+    ),
     # The fake's tokens live minutes (FAKE_TOKEN_LIFETIME), so renew them a minute ahead.
     "REFRESH_MARGIN": env.float(
         "ATLASSIAN_REFRESH_MARGIN", default=60.0 if USE_FAKE_ATLASSIAN else 300.0

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -98,11 +99,29 @@ def connect_through_the_fake(session: requests.Session, base: str) -> requests.R
     consent_id = CONSENT_ID.search(consent.text)
     assert consent_id and ">Accept<" in consent.text, consent.text
     fake_base = consent.url.split("/authorize")[0]
-    return session.post(
+    answer = session.post(
         f"{fake_base}/authorize",
         data={"consent_id": consent_id.group(1), "decision": "accept"},
+        allow_redirects=False,
         timeout=10,
     )
+    return follow(session, answer)
+
+
+def follow(session: requests.Session, response: requests.Response) -> requests.Response:
+    """Follow redirects as a browser does, through the demo's connect host too: browsers resolve
+    *.localhost to loopback themselves (Python may not), and have no cookies for it."""
+    while response.is_redirect:
+        url = urljoin(response.url, response.headers["Location"])
+        parts = urlsplit(url)
+        if parts.hostname and parts.hostname.endswith(".localhost"):
+            loopback = urlunsplit(parts._replace(netloc=f"127.0.0.1:{parts.port or 80}"))
+            response = requests.get(
+                loopback, headers={"Host": parts.netloc}, allow_redirects=False, timeout=10
+            )
+        else:
+            response = session.get(url, allow_redirects=False, timeout=10)
+    return response
 
 
 def error_lines(logs: Path) -> list[str]:

@@ -21,6 +21,7 @@ ATLASSIAN_OAUTH = {
     **ATLASSIAN_OAUTH,  # noqa: F405
     "ENCRYPTION_KEYS": ["test:" + "dGVzdC1vbmx5LWtleS0wMDAwMDAwMDAwMDAwMDAwMDA"],
 }
-# Tests run against the app's defaults, not the demo's short-token tuning.
-for _demo_only in ("REFRESH_MARGIN", "BEAT_JITTER"):
+# Tests run against the app's defaults, not the demo's short-token tuning nor its connect host
+# (tests/test_connect_host.py and the browser test set one where they need it).
+for _demo_only in ("REFRESH_MARGIN", "BEAT_JITTER", "CONNECT_HOST_CALLBACK_URL"):
     ATLASSIAN_OAUTH.pop(_demo_only, None)

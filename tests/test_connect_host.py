@@ -433,3 +433,23 @@ def test_the_only_other_host_ever_redirected_to_is_the_flows_own_site(
     else:
         assert not target.netloc or target.netloc.lower() == host.lower()
     assert AuthorizationState.objects.count() == before  # nothing is consumed on the way
+
+
+# ---- the demo's connect host --------------------------------------------------------------------
+
+
+def test_the_demos_connect_host_answers_only_the_callback(client, settings, oauth_settings):
+    from demo_site.connect_host import CONNECT_HOST as DEMO_HOST
+    from demo_site.connect_host import connect_host_callback_url
+
+    settings.DEBUG = True  # as the demo runs
+    oauth_settings(CONNECT_HOST_CALLBACK_URL=connect_host_callback_url(8000))
+    assert DEMO_HOST in settings.ALLOWED_HOSTS
+    host = f"{DEMO_HOST}:8000"
+    assert not Site.objects.filter(domain__startswith=DEMO_HOST).exists()
+    # Django's own site middleware would fail every request here (no Site); the demo's does not.
+    assert client.get("/", HTTP_HOST=host).status_code == 404
+    assert client.get("/admin/", HTTP_HOST=host).status_code == 404
+    stale = client.get(CALLBACK_PATH, {"state": "old"}, HTTP_HOST=host)
+    assert stale.status_code == 400
+    assert "This connection cannot continue" in stale.content.decode()

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from demo_site.connect_host import CONNECT_HOST, CONNECT_HOST_NAME, connect_host_callback_url
 from demo_site.demo_data import DEMO_SITES, DEMO_USERS, FAKE_APP_NAME
 from demo_site.var_dir import FAKE_STATE_FILE, FAKE_URL_FILE, RUNDEMO_PID_FILE
 
@@ -106,6 +107,7 @@ class Command(BaseCommand):
             fake_argv += ["--app-name", FAKE_APP_NAME]
             for _pk, domain, name in DEMO_SITES:
                 fake_argv += ["--tenant", f"{domain}={name}"]
+            fake_argv += ["--tenant", f"{CONNECT_HOST}={CONNECT_HOST_NAME}"]
             children.append(Child("fake-atlassian", fake_argv, logs / "fake-atlassian.log"))
         celery = [python, "-m", "celery", "-A", "demo_site"]
         children += [
@@ -124,6 +126,8 @@ class Command(BaseCommand):
         ]
 
         environment = dict(os.environ)
+        # The settings build the connect host's callback URL from it (as --port may differ).
+        environment["DEMO_PORT"] = str(port)
         if use_fake:
             environment["FAKE_ATLASSIAN_URL"] = fake_url
         # Our own SIGTERM stops the children as Ctrl-C does; and Ctrl-C works even when we were
@@ -217,6 +221,15 @@ class Command(BaseCommand):
         lines = ["", "The demo is running, two tenants on two host names:"]
         for _pk, domain, name in DEMO_SITES:
             lines.append(f"  {name:8} http://{domain}:{port}/")
+        # As the web server's settings build it, from the port it was given.
+        callback = os.environ.get(
+            "ATLASSIAN_CONNECT_HOST_CALLBACK_URL", connect_host_callback_url(port)
+        )
+        if callback:
+            lines.append(
+                f"One Atlassian app for both: its callback {callback} hands each connection "
+                "back to its tenant."
+            )
         lines.append("Log in as:")
         for user in DEMO_USERS:
             role = "superuser, also /admin/" if user.is_superuser else "user"
