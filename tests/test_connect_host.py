@@ -303,6 +303,14 @@ def test_an_attackers_state_in_the_victims_browser_is_refused_at_home(
     assert pending(callback_state(lure)) is not None and pending(her_flow) is not None
 
 
+@pytest.mark.parametrize("domain", ["evil.example/acme", "acme.example.com@evil.example", "a b"])
+def test_a_site_domain_that_is_no_plain_host_is_never_a_target(tenants, accepting, alice, domain):
+    at_connect_host = consent(start(browser(alice), ACME))
+    Site.objects.filter(pk=tenants[ACME].pk).update(domain=domain)
+    refused = get(browser(), at_connect_host)
+    assert refused.status_code == 400 and not refused.has_header("Location")
+
+
 # ---- HTTPS ------------------------------------------------------------------------------------
 
 
