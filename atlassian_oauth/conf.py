@@ -42,8 +42,12 @@ class Settings:
             )
         return value
 
-    def _url(self, name: str, default: str) -> str:
-        value = self._str(name, default).rstrip("/")
+    def _url(self, name: str, default: str, *, exact: bool = False) -> str:
+        """An absolute http(s) URL; a base URL loses its trailing slash, an ``exact`` one
+        (a callback, which Atlassian compares character for character) is kept as written."""
+        value = self._str(name, default)
+        if not exact:
+            value = value.rstrip("/")
         if not value.startswith(("https://", "http://")):
             raise ImproperlyConfigured(
                 f"{SETTINGS_NAME}[{name!r}] must be an absolute http(s) URL, got {value!r}."
@@ -90,7 +94,7 @@ class Settings:
     def CALLBACK_URL(self) -> str:
         """Empty: built from the request's host, so each tenant domain gets its own callback."""
         value = self._str("CALLBACK_URL", "")
-        return self._url("CALLBACK_URL", "") if value else ""
+        return self._url("CALLBACK_URL", "", exact=True) if value else ""
 
     @property
     def CONNECT_HOST_CALLBACK_URL(self) -> str:

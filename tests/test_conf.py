@@ -1,7 +1,10 @@
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from atlassian_oauth.conf import DEFAULT_SCOPES, conf
+from tests.flow_helpers import start
 
 
 def test_defaults_apply_when_the_setting_is_absent(settings):
@@ -30,6 +33,22 @@ def test_scopes_accept_a_space_separated_string(settings):
 def test_base_urls_lose_their_trailing_slash(settings):
     settings.ATLASSIAN_OAUTH = {"AUTH_BASE_URL": "http://127.0.0.1:9/"}
     assert conf.AUTH_BASE_URL == "http://127.0.0.1:9"
+
+
+def test_the_callback_url_is_kept_exactly_as_registered(settings):
+    # Atlassian compares redirect_uri with the console's callback character for character.
+    settings.ATLASSIAN_OAUTH = {"CALLBACK_URL": "https://acme.example/atlassian/callback/"}
+    assert conf.CALLBACK_URL == "https://acme.example/atlassian/callback/"
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("sites")
+def test_the_consent_request_sends_the_callback_url_as_written(
+    fake_atlassian, oauth_settings, alice_client
+):
+    oauth_settings(CALLBACK_URL="http://localhost/atlassian/callback/")
+    sent = parse_qs(urlsplit(start(alice_client)).query)["redirect_uri"]
+    assert sent == ["http://localhost/atlassian/callback/"]
 
 
 @pytest.mark.parametrize(
