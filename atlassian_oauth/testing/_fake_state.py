@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -57,6 +58,7 @@ KINDS: Final = (
     "accessible_resources",
     "me",
     "jira",
+    "report_accounts",
     "not_found",
 )
 FAULT_KINDS: Final = frozenset((*KINDS, "token", "any"))
@@ -65,6 +67,8 @@ DEAD_GRANT_ERRORS: Final = ("invalid_grant", "unauthorized_client")
 # Scopes about the grant itself rather than a product: never listed on a resource.
 NON_PRODUCT_SCOPES: Final = frozenset({"offline_access", "read:me"})
 REQUESTS_LOG_LIMIT: Final = 10_000
+#: Atlassian's personal data reporting API takes at most this many accounts per request.
+REPORT_BATCH_LIMIT: Final = 90
 
 JsonDict = dict[str, Any]
 
@@ -207,6 +211,10 @@ class Account:
     nickname: str
     zoneinfo: str
     locale: str
+    #: Closed (deleted) at Atlassian: its tokens stop working, the reporting API says "closed".
+    closed: bool = False
+    #: When its profile last changed (the fake's clock): reported as "updated" if older.
+    profile_updated_at: float | None = None
 
     def as_dict(self) -> JsonDict:
         return {
@@ -218,6 +226,8 @@ class Account:
             "nickname": self.nickname,
             "zoneinfo": self.zoneinfo,
             "locale": self.locale,
+            "closed": self.closed,
+            "profile_updated_at": self.profile_updated_at,
         }
 
 
@@ -322,6 +332,8 @@ class Settings:
     access_token_lifetime: int = DEFAULT_ACCESS_TOKEN_LIFETIME
     invalid_refresh_error: str = "invalid_grant"
     refresh_omits_refresh_token: bool = False
+    #: Seconds sent as the reporting API's ``Cycle-Period`` header; None sends none.
+    report_cycle_period: int | None = None
 
     def as_dict(self) -> JsonDict:
         return {
@@ -330,6 +342,7 @@ class Settings:
             "access_token_lifetime": self.access_token_lifetime,
             "invalid_refresh_error": self.invalid_refresh_error,
             "refresh_omits_refresh_token": self.refresh_omits_refresh_token,
+            "report_cycle_period": self.report_cycle_period,
         }
 
 
@@ -612,6 +625,11 @@ class FakeState:
                 raise ValueError(f"invalid_refresh_error must be one of {DEAD_GRANT_ERRORS}")
             if not isinstance(new.refresh_omits_refresh_token, bool):
                 raise ValueError("refresh_omits_refresh_token must be a bool")
+            period = new.report_cycle_period
+            if period is not None and (
+                isinstance(period, bool) or not isinstance(period, int) or period <= 0
+            ):
+                raise ValueError("report_cycle_period must be None or a positive int (seconds)")
             self.settings = new
             return new.as_dict()
 
@@ -723,7 +741,7 @@ class FakeState:
     # ---- bookkeeping --------------------------------------------------------------------------
 
     def begin_request(
-        self, kind: str, method: str, path: str, extra: Mapping[str, str | None]
+        self, kind: str, method: str, path: str, extra: Mapping[str, str | int | None]
     ) -> tuple[JsonDict, Fault | None]:
         """Count a request and take the first queued fault for its kind, in one step."""
         entry: JsonDict = {"kind": kind, "method": method, "path": path, "status": None}
@@ -849,8 +867,9 @@ class FakeState:
     def _consenting_account(self, account_id: str | None) -> Account | None:
         wanted = account_id or self.settings.consent_account_id
         if wanted is not None:
-            return self.accounts.get(wanted)
-        return next(iter(self.accounts.values()), None)
+            account = self.accounts.get(wanted)
+            return None if account is None or account.closed else account
+        return next((a for a in self.accounts.values() if not a.closed), None)
 
     def _consent_page(self, consent_id: str, pending: PendingConsent) -> Response:
         chosen = self._consenting_account(None)
@@ -864,6 +883,7 @@ class FakeState:
             accounts=[
                 AccountChoice(a.account_id, a.name, a.email, a is chosen)
                 for a in self.accounts.values()
+                if not a.closed
             ],
             consent_id=consent_id,
         )
@@ -969,6 +989,9 @@ class FakeState:
             return dead
         if family.revoked or family.expired(now) or now >= record.issued_at + REFRESH_INACTIVITY:
             return dead
+        account = self.accounts.get(family.account_id)
+        if account is None or account.closed:
+            return dead
         if record.rotated_at is not None and now - record.rotated_at > REFRESH_REUSE_LEEWAY:
             # Breach detection: docs/atlassian.md says reuse outside the leeway revokes the whole
             # grant (every family of it), and the user must consent again.
@@ -1024,7 +1047,8 @@ class FakeState:
         if family.revoked or family.expired(now) or now >= record.expires_at:
             return None
         account = self.accounts.get(family.account_id)
-        return None if account is None else (family, account)
+        # A closed account's tokens die with it.
+        return None if account is None or account.closed else (family, account)
 
     def accessible_resources(self, token: str | None) -> Response:
         """The sites the token's grant reaches; one cloud id may be listed once per product."""
@@ -1107,7 +1131,60 @@ class FakeState:
                 404, {"errorMessages": ["No fake for this Jira endpoint."], "errors": {}}
             )
 
+    def report_accounts(self, token: str | None, body: bytes) -> Response:
+        """The personal data reporting API: which of the reported accounts were closed, or
+        changed their profile after the ``updatedAt`` reported (204 when none did)."""
+        with self.lock:
+            if self._bearer(token) is None:
+                return _unauthorized()
+            reported, problem = _reported_accounts(body)
+            if problem:
+                return json_response(400, {"code": 400, "message": problem})
+            statuses = []
+            for account_id, updated_at in reported:
+                account = self.accounts.get(account_id)
+                if account is None:
+                    continue  # the fake knows nothing to say of an account it never had
+                if account.closed:
+                    statuses.append({"accountId": account_id, "status": "closed"})
+                elif account.profile_updated_at is not None and updated_at < (
+                    account.profile_updated_at
+                ):
+                    statuses.append({"accountId": account_id, "status": "updated"})
+            period = self.settings.report_cycle_period
+            headers = {} if period is None else {"Cycle-Period": str(period)}
+            if not statuses:
+                return Response(204, b"", None, headers)
+            return json_response(200, {"accounts": statuses}, headers)
+
     # ---- test helpers -----------------------------------------------------------------------
+
+    @_saves
+    def close_account(self, account_id: str) -> None:
+        """Close (delete) the account at Atlassian: its tokens stop working, its grants cannot
+        be refreshed, and the reporting API answers "closed" for it."""
+        with self.lock:
+            account = self.accounts.get(account_id)
+            if account is None:
+                raise ValueError(f"unknown account_id {account_id!r}")
+            account.closed = True
+
+    @_saves
+    def update_account(
+        self, account_id: str, *, email: str | None = None, name: str | None = None
+    ) -> JsonDict:
+        """Change the account's profile now (the fake's clock): ``/me`` answers the new one and
+        the reporting API answers "updated" to an ``updatedAt`` before now."""
+        with self.lock:
+            account = self.accounts.get(account_id)
+            if account is None:
+                raise ValueError(f"unknown account_id {account_id!r}")
+            if email is not None:
+                account.email = str(email)
+            if name is not None:
+                account.name = str(name)
+            account.profile_updated_at = self.clock.now()
+            return account.as_dict()
 
     @_saves
     def mint_grant(self, client_id: str, account_id: str, scopes: str | Iterable[str]) -> JsonDict:
@@ -1165,6 +1242,33 @@ class FakeState:
                 "created_at": grant.created_at,
                 "consented_at": grant.consented_at,
             }
+
+
+def _reported_accounts(body: bytes) -> tuple[list[tuple[str, float]], str]:
+    """The ``(accountId, updatedAt as epoch seconds)`` pairs of a report, or why it is refused."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return [], "The body is not JSON."
+    accounts = data.get("accounts") if isinstance(data, dict) else None
+    if not isinstance(accounts, list) or not accounts:
+        return [], "accounts must be a non-empty list."
+    if len(accounts) > REPORT_BATCH_LIMIT:
+        return [], f"accounts may hold at most {REPORT_BATCH_LIMIT} entries, not {len(accounts)}."
+    reported = []
+    for item in accounts:
+        account_id = item.get("accountId") if isinstance(item, dict) else None
+        updated_at = item.get("updatedAt") if isinstance(item, dict) else None
+        if not isinstance(account_id, str) or not account_id or not isinstance(updated_at, str):
+            return [], "Each account needs an accountId and an updatedAt string."
+        try:
+            moment = datetime.fromisoformat(updated_at)
+        except ValueError:
+            return [], f"updatedAt {updated_at!r} is not an ISO 8601 date and time."
+        if moment.tzinfo is None:
+            return [], f"updatedAt {updated_at!r} lacks its time zone."
+        reported.append((account_id, moment.timestamp()))
+    return reported, ""
 
 
 def _redirect_uri_problem(app: App, redirect_uri: str | None) -> str:

@@ -1,9 +1,10 @@
 """A fake Atlassian OAuth 2.0 (3LO) and Jira gateway on loopback, for tests and demos.
 
 One HTTP server plays both hosts: ``auth.atlassian.com`` (``/authorize``, ``/oauth/token``) and
-``api.atlassian.com`` (``/oauth/token/accessible-resources``, ``/me``, ``/ex/jira/...``). A JSON
-control API under ``/_fake/`` lets another process drive it (see ``FakeAtlassianClient``).
-The server needs the standard library only, and never Django::
+``api.atlassian.com`` (``/oauth/token/accessible-resources``, ``/me``, ``/ex/jira/...`` and the
+personal data reporting API ``/app/report-accounts/``). A JSON control API under ``/_fake/``
+lets another process drive it (see ``FakeAtlassianClient``). The server needs the standard
+library only, and never Django::
 
     with FakeAtlassian() as fake:
         tokens = fake.mint_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID, "read:jira-work offline_access")
@@ -48,6 +49,7 @@ from ._fake_state import (
     KINDS,
     REFRESH_INACTIVITY,
     REFRESH_REUSE_LEEWAY,
+    REPORT_BATCH_LIMIT,
     FakeClock,
     FakeState,
     JsonDict,
@@ -71,6 +73,7 @@ __all__ = [
     "KINDS",
     "REFRESH_INACTIVITY",
     "REFRESH_REUSE_LEEWAY",
+    "REPORT_BATCH_LIMIT",
     "FakeAtlassian",
     "FakeAtlassianClient",
     "FakeAtlassianControl",
@@ -82,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 JIRA_PREFIX = "/ex/jira/"
+REPORT_ACCOUNTS_PATH = "/app/report-accounts/"
 CONTROL_PREFIX = "/_fake/"
 
 
@@ -206,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(
         self, path: str, query: Mapping[str, list[str]], body: bytes
-    ) -> tuple[str, dict[str, str | None], Callable[[], Response]]:
+    ) -> tuple[str, dict[str, str | int | None], Callable[[], Response]]:
         """The request's counter kind, what the log may say of it, and how to answer it."""
         state, method = self._state, self.command
         if path in ("/authorize", "/authorize/decision"):
@@ -235,7 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
                 grant_type or "", "token_other"
             )
             client_id = params.get("client_id") or (basic[0] if basic else None)
-            extra: dict[str, str | None] = {"grant_type": grant_type, "client_id": client_id}
+            extra: dict[str, str | int | None] = {
+                "grant_type": grant_type,
+                "client_id": client_id,
+            }
             return kind, extra, lambda: state.token(params, basic)
         token = self._bearer_token()
         if path == "/oauth/token/accessible-resources":
@@ -252,6 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
                 # Jira's search also takes its parameters as a JSON body.
                 query = {**query, **_json_as_query(body)}
             return "jira", {}, lambda: state.jira(token, cloud_id, f"/{rest}", query)
+        if path == REPORT_ACCOUNTS_PATH:
+            if method != "POST":
+                return "report_accounts", {}, lambda: _not_allowed("POST")
+            # The log says how many accounts a report held (never which).
+            extra = {"accounts": _report_size(body)}
+            return "report_accounts", extra, lambda: state.report_accounts(token, body)
         return "not_found", {}, lambda: json_response(404, {"code": 404, "message": "Not Found"})
 
     def _bearer_token(self) -> str | None:
@@ -356,6 +369,11 @@ def _control_action(
     if (method, name) == ("GET", "grant"):
         info = state.grant_info(query.get("client_id", ""), query.get("account_id", ""))
         return json_response(200 if info else 404, info)
+    if (method, name) == ("POST", "close-account"):
+        state.close_account(**data)
+        return json_response(200, {"ok": True})
+    if (method, name) == ("POST", "update-account"):
+        return json_response(200, state.update_account(**data))
     return json_response(404, {"error": f"no control endpoint {method} /_fake/{name}"})
 
 
@@ -403,6 +421,15 @@ def _json_as_query(body: bytes) -> dict[str, list[str]]:
     if not isinstance(data, dict):
         return {}
     return {key: [str(value)] for key, value in data.items() if isinstance(value, str | int)}
+
+
+def _report_size(body: bytes) -> int | None:
+    try:
+        data = json.loads(body) if body.strip() else None
+    except ValueError:
+        return None
+    accounts = data.get("accounts") if isinstance(data, dict) else None
+    return len(accounts) if isinstance(accounts, list) else None
 
 
 def _unparseable() -> Response:
@@ -480,11 +507,18 @@ class FakeAtlassianControl(Protocol):
 
     def grant_info(self, client_id: str, account_id: str) -> JsonDict | None: ...
 
+    def close_account(self, account_id: str) -> None: ...
+
+    def update_account(
+        self, account_id: str, *, email: str | None = None, name: str | None = None
+    ) -> JsonDict: ...
+
     auto_consent: str | None
     consent_account_id: str | None
     access_token_lifetime: int
     invalid_refresh_error: str
     refresh_omits_refresh_token: bool
+    report_cycle_period: int | None
 
 
 class FakeAtlassian:
@@ -691,6 +725,18 @@ class FakeAtlassian:
     def grant_info(self, client_id: str, account_id: str) -> JsonDict | None:
         return self._state.grant_info(client_id, account_id)
 
+    def close_account(self, account_id: str) -> None:
+        """Close the account at Atlassian: its tokens stop working (401, a refresh is refused)
+        and ``POST /app/report-accounts/`` answers ``closed`` for it."""
+        self._state.close_account(account_id)
+
+    def update_account(
+        self, account_id: str, *, email: str | None = None, name: str | None = None
+    ) -> JsonDict:
+        """Change the account's profile now: ``/me`` answers the new one, and
+        ``POST /app/report-accounts/`` answers ``updated`` to an ``updatedAt`` before now."""
+        return self._state.update_account(account_id, email=email, name=name)
+
     def settings(self, **values: Any) -> JsonDict:
         """Change any of the settings below at once; returns them all."""
         return self._state.update_settings(values)
@@ -734,6 +780,15 @@ class FakeAtlassian:
     @refresh_omits_refresh_token.setter
     def refresh_omits_refresh_token(self, value: bool) -> None:
         self._state.update_settings({"refresh_omits_refresh_token": value})
+
+    @property
+    def report_cycle_period(self) -> int | None:
+        """Seconds the reporting API sends as its ``Cycle-Period`` header (None: no header)."""
+        return self._state.settings.report_cycle_period
+
+    @report_cycle_period.setter
+    def report_cycle_period(self, value: int | None) -> None:
+        self._state.update_settings({"report_cycle_period": value})
 
 
 class FakeAtlassianClient:
@@ -864,6 +919,15 @@ class FakeAtlassianClient:
     def refresh_omits_refresh_token(self, value: bool) -> None:
         self.settings(refresh_omits_refresh_token=value)
 
+    @property
+    def report_cycle_period(self) -> int | None:
+        value = self.settings()["report_cycle_period"]
+        return None if value is None else int(value)
+
+    @report_cycle_period.setter
+    def report_cycle_period(self, value: int | None) -> None:
+        self.settings(report_cycle_period=value)
+
     def register_app(
         self,
         client_id: str,
@@ -910,6 +974,15 @@ class FakeAtlassianClient:
     def grant_info(self, client_id: str, account_id: str) -> JsonDict | None:
         info = self._call("GET", "grant", client_id=client_id, account_id=account_id)
         return cast(JsonDict | None, info)
+
+    def close_account(self, account_id: str) -> None:
+        self._call("POST", "close-account", {"account_id": account_id})
+
+    def update_account(
+        self, account_id: str, *, email: str | None = None, name: str | None = None
+    ) -> JsonDict:
+        payload = {"account_id": account_id, "email": email, "name": name}
+        return cast(JsonDict, self._call("POST", "update-account", payload))
 
     def __enter__(self) -> Self:
         return self
