@@ -89,3 +89,17 @@ build: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) $(VENV42) .demo build dist *.egg-info
+
+# ---- benchmarks
+# `make bench`: every row of docs/performance.md's table, measured side by side, then the table
+# (a few minutes; outside `make test` and CI, and never failing on a target). PostgreSQL at
+# BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/perf, created if missing),
+# Redis at REDIS_URL (default redis://127.0.0.1:6379/9); BENCH_ARGS="--quick" for a smoke run,
+# "--rows sweep,token --databases sqlite" for some rows (python -m bench.run --help).
+.PHONY: bench
+$(VENV)/.bench-installed: $(VENV)/.test-installed requirements/bench.txt
+	$(PIP) install --quiet -r requirements/bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
