@@ -22,7 +22,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -35,7 +36,7 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import connect, crypto, operations, scoping
+from . import connect, crypto, operations, resources, scoping
 from .fields import EncryptedTextField
 from .health import LEVELS, admin_advice, consent_expires_at, grant_health, health_since
 from .models import (
@@ -352,6 +353,53 @@ class SiteFilter(admin.RelatedFieldListFilter):
         return [(site.pk, str(site)) for site in visible_sites(request).order_by("domain")]
 
 
+class ChosenSiteFilter(admin.SimpleListFilter):
+    """Connections whose chosen Atlassian site their grant no longer reaches."""
+
+    title = _("chosen Atlassian site")
+    parameter_name = "chosen_site"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, Any]]:
+        return [("gone", _("No longer reachable"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "gone":
+            return queryset.filter(
+                Q(jira_resource__removed_at__isnull=False)
+                | Q(confluence_resource__removed_at__isnull=False)
+            )
+        return queryset
+
+
+def site_notes(connection: Connection) -> SafeString | str:
+    """The connection's chosen sites that went, and the other sites its grant serves (the
+    list annotates ``shared_sites``), one line each."""
+    lines = [
+        format_html(
+            '<div class="atlassian-oauth-error">{}</div>',
+            _("Chosen %(product)s site %(site)s no longer reachable")
+            % {"product": resources.PRODUCT_NAMES[product], "site": resource.name},
+        )
+        for product in resources.PRODUCTS
+        if (resource := resources.stored_default(connection, product)) is not None
+        and resource.removed_at is not None
+    ]
+    shared = getattr(connection, "shared_sites", 0) or 0
+    if shared:
+        lines.append(
+            format_html(
+                '<div class="atlassian-oauth-quiet">{}</div>',
+                ngettext(
+                    "shared with %(count)d other site",
+                    "shared with %(count)d other sites",
+                    shared,
+                )
+                % {"count": shared},
+            )
+        )
+    return format_html_join("", "{}", ((line,) for line in lines))
+
+
 # ---- the health lists (connections, grants) and their actions ----------------------------------
 
 
@@ -609,8 +657,13 @@ class ConnectionAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
     )
     list_display_links = ("user_cell",)
     change_list_template = "atlassian_oauth/admin/health_change_list.html"
-    list_filter = (HealthFilter, ("site", SiteFilter), *grant_filters("grant__"))
-    list_select_related = ("user", "site", "grant")
+    list_filter = (
+        HealthFilter,
+        ("site", SiteFilter),
+        *grant_filters("grant__"),
+        ChosenSiteFilter,
+    )
+    list_select_related = ("user", "site", "grant", "jira_resource", "confluence_resource")
     list_per_page = 50
     readonly_fields = (
         "user",
@@ -619,6 +672,8 @@ class ConnectionAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
         "health",
         "since",
         "atlassian_sites",
+        "sites_used",
+        "shared_with",
         "connected_at",
         "updated_at",
     )
@@ -640,7 +695,11 @@ class ConnectionAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
         if sites is not None:
             connections = connections.filter(site__in=sites)
         return (
-            connections.annotate(health_state=health_expression("grant__"), **sort_keys("grant__"))
+            connections.annotate(
+                health_state=health_expression("grant__"),
+                shared_sites=shared_sites_count(),
+                **sort_keys("grant__"),
+            )
             .defer("grant__access_token", "grant__refresh_token")
             .prefetch_related(
                 Prefetch("grant__resources", Resource.objects.only("grant", "name", "url"))
@@ -693,9 +752,45 @@ class ConnectionAdmin(HealthAdminMixin, GrantColumns, admin.ModelAdmin):
     @admin.display(description=_("Atlassian account"), ordering="grant__account_email")
     def account_cell(self, connection: Connection) -> SafeString:
         return format_html(
-            '{}<div class="atlassian-oauth-quiet">{}</div>',
+            '{}<div class="atlassian-oauth-quiet">{}</div>{}',
             admin_link(connection.grant, breakable_email(str(connection.grant))),
             site_names(connection.grant),
+            site_notes(connection),
+        )
+
+    @admin.display(description=_("Atlassian sites used"))
+    def sites_used(self, connection: Connection) -> SafeString | str:
+        lines = []
+        for site in resources.default_sites(connection):
+            name = site.resource.name if site.resource else ""
+            if site.state == resources.SiteState.CHOSEN:
+                text = _("%(product)s: %(site)s") % {"product": site.product_name, "site": name}
+            elif site.state == resources.SiteState.ONLY:
+                text = _("%(product)s: %(site)s (the only one)") % {
+                    "product": site.product_name,
+                    "site": name,
+                }
+            elif site.state == resources.SiteState.GONE:
+                text = _(
+                    "%(product)s: %(site)s is no longer reachable; the user has to choose "
+                    "another on the status page"
+                ) % {"product": site.product_name, "site": name}
+            else:
+                text = _(
+                    "%(product)s: not chosen yet; the account reaches several, the user "
+                    "chooses on the status page"
+                ) % {"product": site.product_name}
+            lines.append((text,))
+        return format_html_join("", "<div>{}</div>", lines) if lines else EMPTY
+
+    @admin.display(description=_("grant shared with"))
+    def shared_with(self, connection: Connection) -> str:
+        domains = resources.shared_with(connection)
+        if not domains:
+            return str(_("No other site"))
+        return str(
+            _("%(sites)s: reconnecting or revoking the grant affects them too")
+            % {"sites": ", ".join(domains)}
         )
 
     @admin.action(description=_("Disconnect"), permissions=["disconnect_connection"])
@@ -1135,3 +1230,16 @@ class AtlassianAppAdmin(admin.ModelAdmin):
                 f"{app}: {check.message}",
                 messages.SUCCESS if check.ok else messages.ERROR,
             )
+
+
+def shared_sites_count() -> Coalesce:
+    """How many other sites a connection's grant has connections on (a subquery)."""
+    others = (
+        Connection.objects.filter(grant=OuterRef("grant"))
+        .exclude(site=OuterRef("site"))
+        .order_by()
+        .values("grant")
+        .annotate(count=Count("site", distinct=True))
+        .values("count")
+    )
+    return Coalesce(Subquery(others), 0)

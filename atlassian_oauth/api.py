@@ -29,12 +29,13 @@ from django.views.decorators.debug import sensitive_variables
 from oauthlib.oauth2 import InsecureTransportError
 from requests_oauthlib import OAuth2Session
 
-from . import client, refresh
+from . import client, refresh, resources
 from .conf import SETTINGS_NAME, conf
 from .exceptions import (
     AtlassianOAuthError,
     NotConnected,
     ReconnectRequired,
+    SiteChoiceRequired,
     TemporarilyUnavailable,
 )
 from .models import Connection, Event, Grant, Resource
@@ -44,6 +45,7 @@ __all__ = [
     "AtlassianSession",
     "NotConnected",
     "ReconnectRequired",
+    "SiteChoiceRequired",
     "TemporarilyUnavailable",
     "confluence_url",
     "get_access_token",
@@ -81,7 +83,8 @@ def get_connection(
         raise NotConnected("An anonymous user has no Atlassian connection.")
     tenant = _site(site)
     connection = (
-        Connection.objects.select_related("grant", "site")
+        # The default sites come in the same query: jira_url() then needs none.
+        Connection.objects.select_related("grant", "site", "jira_resource", "confluence_resource")
         .filter(user_id=user.pk, site=tenant)
         .first()
     )
@@ -137,14 +140,20 @@ class AtlassianSession(OAuth2Session):  # type: ignore[misc]  # requests-oauthli
     def resources(self) -> list[Resource]:
         return list(self.connection.grant.resources.all())
 
+    def default_site(self, product: str = "jira") -> Resource:
+        """The connection's default site for ``product`` ("jira", "confluence"): the one the
+        user chose on the status page, or the only one the account reaches. Raises
+        ``SiteChoiceRequired`` when the user has to choose first (several sites, or the chosen
+        one is gone: send them to the status page), ``NotConnected`` when there is none."""
+        return resources.site_to_use(self.connection, product, lambda: self.resources)
+
     def default_cloud_id(self, product: str = "jira") -> str:
-        """The cloud id of the connection's first site for ``product`` ("jira", "confluence")."""
-        for resource in self.resources:
-            if resource.product == product:
-                return resource.cloud_id
-        raise NotConnected(f"The connected Atlassian account reaches no {product} site.")
+        """The cloud id of ``default_site(product)``."""
+        return self.default_site(product).cloud_id
 
     def jira_url(self, path: str = "", cloud_id: str | None = None) -> str:
+        """``path`` under the default Jira site's gateway URL (or ``cloud_id``'s); raises as
+        ``default_site`` does."""
         return jira_url(cloud_id or self.default_cloud_id("jira"), path)
 
     def confluence_url(self, path: str = "", cloud_id: str | None = None) -> str:

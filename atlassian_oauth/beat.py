@@ -49,3 +49,26 @@ def time_limits() -> tuple[float, float]:
 
     soft = conf.REFRESH_WAIT + 2 * conf.HTTP_TIMEOUT + TIME_LIMIT_SLACK
     return soft, soft + TIME_LIMIT_SLACK
+
+
+#: The daily read of every grant's Atlassian sites (``resources.sync``): it enqueues one
+#: ``SYNC_GRANT_RESOURCES_TASK`` per grant, ``resources.SYNC_SPACING`` seconds apart.
+SYNC_RESOURCES_TASK = "atlassian_oauth.tasks.sync_resources"
+SYNC_GRANT_RESOURCES_TASK = "atlassian_oauth.tasks.sync_grant_resources"
+SYNC_RESOURCES_INTERVAL = 86400.0
+
+BEAT_SCHEDULE["atlassian-oauth-sync-resources"] = {
+    "task": SYNC_RESOURCES_TASK,
+    "schedule": SYNC_RESOURCES_INTERVAL,
+    "options": {"expires": SYNC_RESOURCES_INTERVAL / 2},
+}
+
+
+def sync_time_limits() -> tuple[float, float]:
+    """``(soft, hard)`` time limits of one grant's read of its sites: a refresh's, plus two
+    reads of accessible-resources (a 401 renews the token and reads again)."""
+    from .conf import conf
+
+    soft, hard = time_limits()
+    extra = 2 * 2 * conf.HTTP_TIMEOUT
+    return soft + extra, hard + extra

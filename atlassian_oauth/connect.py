@@ -29,10 +29,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from . import client
+from . import resources as sites
 from .conf import conf
 from .events import emit
 from .health import configured_scopes, product_name
-from .models import AuthorizationState, Connection, Event, Grant, Resource
+from .models import AuthorizationState, Connection, Event, Grant
 from .oauth_apps import app_for_site
 
 logger = logging.getLogger(__name__)
@@ -398,18 +399,9 @@ def _save_connection(
             setattr(grant, name, value)
         grant.version += 1
         grant.save()
-    grant.resources.all().delete()
-    Resource.objects.bulk_create(
-        Resource(
-            grant=grant,
-            cloud_id=item.cloud_id,
-            name=item.name,
-            url=item.url,
-            avatar_url=item.avatar_url,
-            scopes=list(item.scopes),
-        )
-        for item in resources
-    )
+    # The same function the daily sync stores with: a site keeps its row, and so a
+    # connection keeps its chosen site, across reconnects.
+    sites.store(grant, resources, now=now)
 
     previous = Connection.objects.select_for_update().filter(user_id=user.pk, site=site).first()
     if previous is None:
@@ -423,11 +415,19 @@ def _save_connection(
     if previous is not None:
         old_grant_id = previous.grant_id
         previous.grant = grant
+        if old_grant_id != grant.pk:
+            # Another Atlassian account: the sites chosen were the old grant's.
+            sites.forget_defaults(previous)
         previous.save()
         connection = previous
         if old_grant_id != grant.pk:
+            sites.drop_unchosen_removed(old_grant_id)
             Grant.objects.filter(pk=old_grant_id).delete_unused()
     created = previous is None
+    # Now that the connection points at the grant: its only Jira (Confluence) site, if it has
+    # exactly one, is its default.
+    sites.choose_only_sites(grant)
+    connection.refresh_from_db(fields=["jira_resource", "confluence_resource"])
 
     message = f"Connected Atlassian account {profile.account_id}"
     if not has_refresh_token:

@@ -27,3 +27,19 @@ class TemporarilyUnavailable(AtlassianOAuthError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SiteChoiceRequired(AtlassianOAuthError):
+    """The connection has no Atlassian site to use for ``product`` ("jira" or "confluence")
+    until the user chooses one on the status page (the URL named ``atlassian_oauth:status``):
+    their account reaches several and none is chosen (``reason`` ``SEVERAL``), or the one they
+    chose is no longer reachable (``UNREACHABLE``). The app never picks one for them: work
+    meant for one site must not land on another."""
+
+    SEVERAL = "several"
+    UNREACHABLE = "unreachable"
+
+    def __init__(self, message: str, *, product: str, reason: str) -> None:
+        super().__init__(message)
+        self.product = product
+        self.reason = reason

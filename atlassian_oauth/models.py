@@ -261,6 +261,12 @@ class Grant(models.Model):
     version = models.PositiveBigIntegerField(
         _("version"), default=0, help_text=_("Bumped by every token write; stale writers fail.")
     )
+    resources_synced_at = models.DateTimeField(
+        _("sites last read"),
+        null=True,
+        blank=True,
+        help_text=_("When the Atlassian sites this grant reaches were last read from Atlassian."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -318,6 +324,25 @@ class Connection(models.Model):
         related_name="connections",
         verbose_name=_("grant"),
     )
+    # The Atlassian site the connection works in, per product (atlassian_oauth.resources): the
+    # only one, or the user's choice. A site Atlassian stops listing stays here, marked
+    # removed, so the user can be told which one went.
+    jira_resource = models.ForeignKey(
+        "Resource",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("Jira site"),
+    )
+    confluence_resource = models.ForeignKey(
+        "Resource",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("Confluence site"),
+    )
     connected_at = models.DateTimeField(_("connected"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -337,8 +362,21 @@ class Connection(models.Model):
         return f"{self.user} on {self.site}"
 
 
+class ListedResourceManager(models.Manager["Resource"]):
+    """The sites Atlassian lists for their grant now: ``removed_at`` unset."""
+
+    def get_queryset(self) -> models.QuerySet[Resource]:
+        return super().get_queryset().filter(removed_at__isnull=True)
+
+
 class Resource(models.Model):
-    """An Atlassian cloud site a grant reaches (from accessible-resources)."""
+    """An Atlassian cloud site a grant reaches (from accessible-resources).
+
+    ``Resource.objects`` and ``grant.resources`` hold the sites Atlassian lists now. A site it
+    stopped listing is kept, with ``removed_at`` set, only while a connection's chosen site
+    (``Connection.jira_resource``, ``confluence_resource``) is that one; ``all_objects`` sees
+    those too.
+    """
 
     grant = models.ForeignKey(
         Grant, on_delete=models.CASCADE, related_name="resources", verbose_name=_("grant")
@@ -350,6 +388,17 @@ class Resource(models.Model):
     url = models.URLField(_("URL"), blank=True)
     avatar_url = models.URLField(_("avatar URL"), max_length=500, blank=True)
     scopes = models.JSONField(_("scopes"), default=list)
+    removed_at = models.DateTimeField(
+        _("no longer listed since"),
+        null=True,
+        blank=True,
+        help_text=_("Atlassian stopped listing this site for the grant."),
+    )
+
+    # The first manager is the default: related managers (grant.resources) and prefetches
+    # see listed sites only, so nothing hands out a site the grant no longer reaches.
+    objects = ListedResourceManager()
+    all_objects: ClassVar[models.Manager[Resource]] = models.Manager()
 
     class Meta:
         verbose_name = _("Atlassian site")

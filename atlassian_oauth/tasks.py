@@ -17,6 +17,10 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   little later; the check ``atlassian_oauth.W005`` compares them with the broker's visibility
   timeout.
 - ``cleanup`` (daily): deletes old events and expired authorizations in progress.
+- ``sync_resources`` (daily): enqueues one ``sync_grant_resources`` per grant whose Atlassian
+  sites were not read for a day, its id the only argument, ``resources.SYNC_SPACING`` seconds
+  apart (and at most one a second per worker); each reads accessible-resources with the grant's
+  token (through the one refresh path) and stores what it lists (``resources.sync``).
 """
 
 from __future__ import annotations
@@ -26,11 +30,28 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from . import sweep
-from .beat import BEAT_SCHEDULE, CLEANUP_TASK, REFRESH_TASK, SWEEP_TASK, time_limits
+from . import resources, sweep
+from .beat import (
+    BEAT_SCHEDULE,
+    CLEANUP_TASK,
+    REFRESH_TASK,
+    SWEEP_TASK,
+    SYNC_GRANT_RESOURCES_TASK,
+    SYNC_RESOURCES_INTERVAL,
+    SYNC_RESOURCES_TASK,
+    sync_time_limits,
+    time_limits,
+)
 from .models import Event
 
-__all__ = ["BEAT_SCHEDULE", "cleanup", "refresh_due_grants", "refresh_grant"]
+__all__ = [
+    "BEAT_SCHEDULE",
+    "cleanup",
+    "refresh_due_grants",
+    "refresh_grant",
+    "sync_grant_resources",
+    "sync_resources",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +121,48 @@ def cleanup() -> dict[str, int]:
         report.authorization_states,
     )
     return {"events": report.events, "authorization_states": report.authorization_states}
+
+
+@shared_task(name=SYNC_RESOURCES_TASK, ignore_result=True)
+def sync_resources() -> int:
+    """Enqueue a read of the Atlassian sites of every grant due for one (daily); how many."""
+    count = resources.enqueue_due(_enqueue_sync)
+    logger.info("Enqueued %d reads of grants' Atlassian sites.", count)
+    return count
+
+
+def _enqueue_sync(grant_id: int, countdown: float) -> None:
+    # The id only, as for refreshes. A read not started within half a day after its turn is
+    # dropped: tomorrow's run enqueues it again, rather than a pile of them at once.
+    soft, hard = sync_time_limits()
+    sync_grant_resources.apply_async(
+        (grant_id,),
+        countdown=countdown,
+        expires=countdown + SYNC_RESOURCES_INTERVAL / 2,
+        soft_time_limit=soft,
+        time_limit=hard,
+    )
+
+
+@shared_task(
+    name=SYNC_GRANT_RESOURCES_TASK,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Per worker, on top of the countdowns' spacing: a worker that was down does not run the
+    # reads it missed all at once when it comes back.
+    rate_limit="1/s",
+)
+def sync_grant_resources(grant_id: int) -> str:
+    """Read one grant's Atlassian sites again and store them (``resources.sync``). Delivered
+    twice, it finds them read and does nothing."""
+    try:
+        outcome = resources.sync(grant_id, actor=Event.Actor.BEAT)
+    except SoftTimeLimitExceeded:
+        logger.warning(
+            "Reading the Atlassian sites of grant %s took longer than the task's time limit; "
+            "tomorrow's sync tries again.",
+            grant_id,
+        )
+        return resources.SyncResult.FAILED.value
+    return outcome.result.value

@@ -20,13 +20,16 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import get_text_list
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import connect as flow
+from . import resources as sites
 from .conf import SETTINGS_NAME, conf
 from .health import clock, configured_scopes, grant_health, product_name
 from .models import AuthorizationState, Connection, Event, GrantHealth, health_expression
@@ -73,7 +76,7 @@ def _default_destination() -> str:
 
 def _current_connection(request: HttpRequest) -> Connection | None:
     return (
-        Connection.objects.select_related("grant")
+        Connection.objects.select_related("grant", "jira_resource", "confluence_resource")
         .prefetch_related("grant__resources")
         .annotate(grant_health_state=health_expression("grant__"))
         .filter(user=request.user.pk, site=Site.objects.get_current(request))
@@ -90,7 +93,7 @@ STOPPED_STATES = frozenset(
 def _status_context(request: HttpRequest, connection: Connection | None) -> dict[str, Any]:
     """What the status and disconnect pages show about the user's connection on this site."""
     grant = connection.grant if connection else None
-    if grant is None:
+    if connection is None or grant is None:
         return {
             "connection": None,
             "grant": None,
@@ -98,6 +101,7 @@ def _status_context(request: HttpRequest, connection: Connection | None) -> dict
         }
     health = grant_health(grant, getattr(connection, "grant_health_state", None))
     now = timezone.now()
+    default_sites = sites.default_sites(connection)
     return {
         "connection": connection,
         "grant": grant,
@@ -108,9 +112,27 @@ def _status_context(request: HttpRequest, connection: Connection | None) -> dict
         "token_expired": grant.access_token_expires_at <= now,
         "renews_itself": health.state not in STOPPED_STATES,
         "resources": list(grant.resources.all()),
+        # Per product: the site in use, or the choice the user has to make.
+        "sites": default_sites,
+        "choices": [site for site in default_sites if site.choosable],
+        "in_use": {site.resource.pk for site in default_sites if site.usable and site.resource},
+        "shared_notice": _shared_notice(connection),
         "connected_apps_url": flow.CONNECTED_APPS_URL,
         "now": now,
     }
+
+
+def _shared_notice(connection: Connection) -> str:
+    """ "Also connected on …" when the grant serves connections on other sites too: reconnecting
+    replaces its tokens, and revoking it at Atlassian ends it, for all of them."""
+    domains = sites.shared_with(connection)
+    if not domains:
+        return ""
+    return ngettext(
+        "Also connected on %(sites)s: reconnecting or revoking affects both.",
+        "Also connected on %(sites)s: reconnecting or revoking affects all of them.",
+        len(domains),
+    ) % {"sites": get_text_list(domains, _("and"))}
 
 
 @never_cache
@@ -271,4 +293,34 @@ def disconnect(request: HttpRequest) -> HttpResponse:
             url=flow.CONNECTED_APPS_URL,
         ),
     )
+    return redirect("atlassian_oauth:status")
+
+
+@never_cache
+@login_required
+@require_POST
+def choose_site(request: HttpRequest) -> HttpResponse:
+    """POST (the status page's form): make one of the account's sites the one this site works
+    with for a product. Only ever the user's own connection on this site."""
+    connection = _current_connection(request)
+    if connection is None:
+        messages.info(
+            request,
+            _("%(product)s is not connected, so there is no site to choose.")
+            % {"product": product_name(configured_scopes(Site.objects.get_current(request)))},
+        )
+        return redirect("atlassian_oauth:status")
+    product = request.POST.get("product", "")
+    try:
+        chosen = sites.choose(connection, product, request.POST.get("resource", ""))
+    except sites.InvalidChoice:
+        messages.error(
+            request, _("That Atlassian site cannot be chosen. Choose one of the sites listed.")
+        )
+    else:
+        messages.success(
+            request,
+            _("This site now works with the %(product)s site %(site)s.")
+            % {"product": sites.PRODUCT_NAMES[product], "site": chosen.name},
+        )
     return redirect("atlassian_oauth:status")
