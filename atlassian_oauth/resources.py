@@ -169,9 +169,13 @@ def site_to_use(
     raise NotConnected(f"The connected Atlassian account reaches no {product} site.")
 
 
-def default_sites(connection: Connection) -> list[DefaultSite]:
-    """The connection's default site of each product its grant has (or had) a site of."""
-    listed = list(connection.grant.resources.all())
+def default_sites(
+    connection: Connection, listed: Sequence[Resource] | None = None
+) -> list[DefaultSite]:
+    """The connection's default site of each product its grant has (or had) a site of;
+    ``listed``: the grant's listed sites, if already read."""
+    if listed is None:
+        listed = list(Resource.objects.filter(grant_id=connection.grant_id))
     sites = [default_site(connection, product, listed) for product in PRODUCTS]
     return [site for site in sites if site.state != SiteState.NONE]
 

@@ -101,7 +101,8 @@ def _status_context(request: HttpRequest, connection: Connection | None) -> dict
         }
     health = grant_health(grant, getattr(connection, "grant_health_state", None))
     now = timezone.now()
-    default_sites = sites.default_sites(connection)
+    listed = list(grant.resources.all())  # prefetched
+    default_sites = sites.default_sites(connection, listed)
     return {
         "connection": connection,
         "grant": grant,
@@ -111,7 +112,7 @@ def _status_context(request: HttpRequest, connection: Connection | None) -> dict
         "dead": health.state == GrantHealth.NEEDS_RECONNECT,
         "token_expired": grant.access_token_expires_at <= now,
         "renews_itself": health.state not in STOPPED_STATES,
-        "resources": list(grant.resources.all()),
+        "resources": listed,
         # Per product: the site in use, or the choice the user has to make.
         "sites": default_sites,
         "choices": [site for site in default_sites if site.choosable],

@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from atlassian_oauth.api import (
     NotConnected,
     ReconnectRequired,
+    SiteChoiceRequired,
     TemporarilyUnavailable,
     get_session,
 )
@@ -36,6 +37,7 @@ class Outcome(enum.Enum):
     LISTED = "listed"
     NOT_CONNECTED = "not_connected"
     RECONNECT = "reconnect"
+    CHOOSE_SITE = "choose_site"
     UNAVAILABLE = "unavailable"
     BAD_ANSWER = "bad_answer"
 
@@ -45,6 +47,10 @@ PROBLEMS = {
     Outcome.NOT_CONNECTED: _("Connect Jira to see your issues here."),
     Outcome.RECONNECT: _(
         "Atlassian no longer accepts this connection: connect Jira again to see your issues."
+    ),
+    Outcome.CHOOSE_SITE: _(
+        "Your Atlassian account reaches several Jira sites, or the one you chose is gone: "
+        "choose one under Connection details to see your issues."
     ),
     Outcome.UNAVAILABLE: _("Jira cannot be reached right now; try again in a moment."),
     Outcome.BAD_ANSWER: _("Jira did not answer as expected; try again in a moment."),
@@ -93,9 +99,11 @@ def my_issues(
                 session.jira_url(JIRA_SEARCH),
                 params={"jql": MY_ISSUES_JQL, "maxResults": str(limit), "fields": FIELDS},
             )
-            resources = session.resources
+            site = session.default_site("jira").name
         response.raise_for_status()
         issues = parse_issues(response.json())
+    except SiteChoiceRequired:
+        return MyIssues(Outcome.CHOOSE_SITE)
     except NotConnected:
         return MyIssues(Outcome.NOT_CONNECTED)
     except ReconnectRequired:
@@ -105,7 +113,6 @@ def my_issues(
     except (requests.RequestException, ValueError):
         # Jira answered with an error or with something that is not a search result.
         return MyIssues(Outcome.BAD_ANSWER)
-    site = next((r.name for r in resources if r.product == "jira"), "")
     return MyIssues(Outcome.LISTED, issues, site)
 
 

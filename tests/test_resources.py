@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from atlassian_oauth import beat, resources, tasks
 from atlassian_oauth.api import NotConnected, SiteChoiceRequired, get_session
@@ -491,3 +491,36 @@ def test_default_site_judgement_without_queries_when_chosen(alice_client, accept
 
     judged = resources.default_site(connection, "jira", unread)
     assert judged.state == SiteState.CHOSEN and judged.resource == listed()["acme"]
+
+
+@pytest.fixture
+def german(settings):
+    """The LocaleMiddleware (as test_i18n's fixture adds it) and a browser asking for German."""
+    middleware = list(settings.MIDDLEWARE)
+    middleware.insert(
+        middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+        "django.middleware.locale.LocaleMiddleware",
+    )
+    settings.MIDDLEWARE = middleware
+    yield {"HTTP_HOST": HOST, "HTTP_ACCEPT_LANGUAGE": "de"}
+    translation.deactivate()
+
+
+def test_the_choice_and_the_shared_notice_in_german(alice_client, accepting, german):
+    ada_reaches(accepting, ACME, INITECH)
+    connect(alice_client)
+    connect(alice_client, host=OTHER_HOST)
+    page = alice_client.get("/atlassian/", **german).content.decode()
+    assert (
+        "Auch verbunden auf 127.0.0.1: erneutes Verbinden oder Widerrufen betrifft beide." in page
+    )
+    assert "Dieses Konto erreicht mehrere Jira-Websites." in page
+    assert "Hier verwendete Jira-Website" in page and "Diese Jira-Website verwenden" in page
+    response = alice_client.post(
+        "/atlassian/site/", {"product": "jira", "resource": listed()["initech"].pk}, **german
+    )
+    assert messages_of(response)[-1] == "Diese Website arbeitet jetzt mit der Jira-Website initech."
+    page = alice_client.get("/atlassian/", **german).content.decode()
+    assert "hier verwendet" in page
+    for english in ("Also connected", "Use this", "several", "used here"):
+        assert english not in page
