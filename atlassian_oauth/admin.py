@@ -41,6 +41,7 @@ from .fields import EncryptedTextField
 from .health import LEVELS, admin_advice, consent_expires_at, grant_health, health_since
 from .models import (
     CONSENT_LIFETIME_DAYS,
+    AccountReport,
     AtlassianApp,
     Connection,
     Event,
@@ -1200,9 +1201,16 @@ class AtlassianAppForm(forms.ModelForm):
 @admin.register(AtlassianApp)
 class AtlassianAppAdmin(admin.ModelAdmin):
     form = AtlassianAppForm
-    list_display = ("site", "client_id", "scopes", "callback_url", "has_secret", "updated_at")
+    list_display = (
+        *("site", "client_id", "scopes", "callback_url", "has_secret", "updated_at"),
+        "personal_data_report",
+    )
     search_fields = ("site__domain", "client_id")
-    fields = ("site", "client_id", "new_client_secret", "scopes", "callback_url")
+    fields = (
+        *("site", "client_id", "new_client_secret", "scopes", "callback_url"),
+        "personal_data_report",
+    )
+    readonly_fields = ("personal_data_report",)
     list_select_related = ("site",)
     actions = ("test_credentials",)
 
@@ -1215,6 +1223,10 @@ class AtlassianAppAdmin(admin.ModelAdmin):
         if db_field.name == "site":
             kwargs["queryset"] = visible_sites(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description=_("personal data report"))
+    def personal_data_report(self, app: AtlassianApp) -> SafeString:
+        return report_summary(AccountReport.objects.filter(client_id=app.client_id).first())
 
     @admin.display(boolean=True, description=_("secret set"))
     def has_secret(self, app: AtlassianApp) -> bool:
@@ -1243,3 +1255,86 @@ def shared_sites_count() -> Coalesce:
         .values("count")
     )
     return Coalesce(Subquery(others), 0)
+
+
+# ---- personal data reports ---------------------------------------------------------------------
+
+
+def report_summary(report: AccountReport | None) -> SafeString:
+    """The last personal data report of an app in a line: when, the outcome, the counts and
+    when the next is due; a failure in the error style."""
+    if report is None or report.last_run_at is None:
+        return format_html("{}", _("Not reported yet"))
+    text = _(
+        "%(outcome)s %(when)s. Accounts: %(accounts)d, requests: %(requests)d, closed "
+        "(erased): %(closed)d, updated: %(updated)d"
+    ) % {
+        "outcome": report.get_outcome_display(),
+        "when": date_format(timezone.localtime(report.last_run_at), "DATETIME_FORMAT"),
+        "accounts": report.accounts,
+        "requests": report.requests,
+        "closed": report.closed,
+        "updated": report.updated,
+    }
+    parts = [f"{text}."]
+    if report.error:
+        parts.append(report.error)  # the app's own words: no token, code or secret
+    if report.next_report_at is not None:
+        when = date_format(timezone.localtime(report.next_report_at), "DATETIME_FORMAT")
+        parts.append(_("Next due %(when)s.") % {"when": when})
+    text = " ".join(parts)
+    if report.outcome == AccountReport.Outcome.REPORTED:
+        return format_html("{}", text)
+    return format_html('<span class="atlassian-oauth-error">{}</span>', text)
+
+
+@admin.register(AccountReport)
+class AccountReportAdmin(admin.ModelAdmin):
+    """Read only: the last personal data report of every app, the settings' default app too
+    (it has no Atlassian app row to show it on)."""
+
+    list_display = ("client_id", "used_by", "outcome", "summary")
+    list_filter = ("outcome",)
+    readonly_fields = (
+        *("client_id", "used_by", "outcome", "last_run_at", "reported_at", "next_report_at"),
+        *("accounts", "requests", "closed", "updated", "failures", "error", "cycle_period"),
+    )
+    fields = readonly_fields
+
+    class Media:
+        css = {"all": ("atlassian_oauth/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AccountReport]:
+        reports: QuerySet[AccountReport] = super().get_queryset(request)
+        sites = allowed_sites(request)
+        if sites is None:
+            return reports
+        # Staff scoped to sites see the reports of their sites' own apps.
+        own = AtlassianApp.objects.filter(site__in=sites).values("client_id")
+        return reports.filter(client_id__in=own)
+
+    @admin.display(description=_("used by"))
+    def used_by(self, report: AccountReport) -> str:
+        sites = sorted(
+            AtlassianApp.objects.filter(client_id=report.client_id).values_list(
+                "site__domain", flat=True
+            )
+        )
+        from .conf import conf  # the default app's client id, read live
+
+        if report.client_id == conf.CLIENT_ID:
+            sites.insert(0, str(_("the default app (settings)")))
+        return ", ".join(sites) or EMPTY
+
+    @admin.display(description=_("last report"))
+    def summary(self, report: AccountReport) -> SafeString:
+        return report_summary(report)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AccountReport | None = None) -> bool:
+        return False  # written by the reporting runs only
+
+    def has_delete_permission(self, request: HttpRequest, obj: AccountReport | None = None) -> bool:
+        return False

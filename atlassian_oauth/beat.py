@@ -17,11 +17,16 @@ from typing import Any
 SWEEP_TASK = "atlassian_oauth.tasks.refresh_due_grants"
 REFRESH_TASK = "atlassian_oauth.tasks.refresh_grant"
 CLEANUP_TASK = "atlassian_oauth.tasks.cleanup"
+REPORT_TASK = "atlassian_oauth.tasks.report_accounts"
 
 #: Seconds between sweeps. With ``REFRESH_RATE_LIMIT`` one sweep enqueues only what the limit
 #: lets run before the next sweep, which picks up the rest, most urgent first.
 SWEEP_INTERVAL = 60.0
 CLEANUP_INTERVAL = 86400.0
+#: The personal data report runs hourly but reports an app only when its cycle is over
+#: (``REPORT_CYCLE``, about weekly, or Atlassian's ``Cycle-Period``) or a rate limit's
+#: ``Retry-After`` has passed: a restarted beat never reports early, a failure waits no week.
+REPORT_INTERVAL = 3600.0
 
 #: A refresh task's soft time limit is ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` (waiting for another
 #: worker's refresh, then connecting and reading, each bounded by the timeout) plus this, for
@@ -39,6 +44,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": CLEANUP_TASK,
         "schedule": CLEANUP_INTERVAL,
         "options": {"expires": CLEANUP_INTERVAL / 2},
+    },
+    "atlassian-oauth-report-accounts": {
+        "task": REPORT_TASK,
+        "schedule": REPORT_INTERVAL,
+        "options": {"expires": REPORT_INTERVAL / 2},
     },
 }
 

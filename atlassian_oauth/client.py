@@ -1,4 +1,5 @@
-"""All HTTP to Atlassian: consent URL, code exchange, refresh, accessible-resources, /me.
+"""All HTTP to Atlassian: consent URL, code exchange, refresh, accessible-resources, /me, and
+the personal data reporting API.
 
 Every failure becomes one of the exceptions below, classified the way docs/atlassian.md's error
 table says, so callers decide on the class and never on status codes. Messages carry Atlassian's
@@ -20,8 +21,9 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
@@ -580,3 +582,101 @@ def _retry_after(response: requests.Response) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+# ---- personal data reporting -------------------------------------------------------------------
+
+#: Atlassian's personal data reporting API takes at most this many accounts per request.
+REPORT_BATCH_SIZE = 90
+REPORT_ACCOUNTS_PATH = "/app/report-accounts/"
+#: Bounds on a ``Cycle-Period`` header (seconds), so a garbled one neither reports every minute
+#: nor never again.
+MIN_CYCLE_PERIOD = 3600
+MAX_CYCLE_PERIOD = 90 * 86400
+REPORT_STATUSES = frozenset({"closed", "updated"})
+
+
+@dataclass(frozen=True)
+class ReportedAccount:
+    """An account id the app holds personal data of, and when it last read that data."""
+
+    account_id: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    #: ``closed`` (erase the account's data) or ``updated`` (read it again) per account id; only
+    #: accounts of the request: an answer about any other is ignored.
+    statuses: dict[str, str]
+    #: Seconds until the next report, when Atlassian sent a ``Cycle-Period`` header.
+    cycle_period: int | None
+
+
+class AccessTokenRefused(AtlassianError):
+    """The API refused the access token (401): it died early, or its account was closed."""
+
+
+def atlassian_time(moment: datetime) -> str:
+    """``2026-11-30T10:00:00.000Z``: UTC with milliseconds, as Atlassian writes ``updatedAt``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@sensitive_variables("access_token")
+def report_accounts(access_token: str, accounts: Sequence[ReportedAccount]) -> ReportAnswer:
+    """Report up to ``REPORT_BATCH_SIZE`` accounts; what Atlassian says of them (204: nothing).
+
+    Raises ``AccessTokenRefused`` on a 401 (use another grant's token), ``TransientError`` on
+    429 and 5xx (with ``retry_after``), ``UnexpectedResponse`` on any other answer.
+    """
+    if not 1 <= len(accounts) <= REPORT_BATCH_SIZE:
+        raise ValueError(f"A report holds 1 to {REPORT_BATCH_SIZE} accounts, not {len(accounts)}.")
+    what = REPORT_ACCOUNTS_PATH
+    response = _send(
+        "POST",
+        f"{conf.API_BASE_URL}{REPORT_ACCOUNTS_PATH}",
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        json={
+            "accounts": [
+                {"accountId": a.account_id, "updatedAt": atlassian_time(a.updated_at)}
+                for a in accounts
+            ]
+        },
+        what=what,
+    )
+    status = response.status_code
+    if _transient(status):
+        raise TransientError(
+            f"{what} answered {status}.", status=status, retry_after=_retry_after(response)
+        )
+    if status == 401:
+        raise AccessTokenRefused(f"{what} refused the access token (401).", status=status)
+    cycle_period = _cycle_period(response)
+    if status == 204:
+        return ReportAnswer({}, cycle_period)
+    if status != 200:
+        raise UnexpectedResponse(f"{what} answered {status}.", status=status)
+    items = _json(response, what=what, expect=dict).get("accounts")
+    if not isinstance(items, list):
+        raise UnexpectedResponse(f"{what} answered 200 without a list of accounts.", status=status)
+    asked = {account.account_id for account in accounts}
+    statuses: dict[str, str] = {}
+    for item in items:
+        account_id = item.get("accountId") if isinstance(item, dict) else None
+        state = item.get("status") if isinstance(item, dict) else None
+        # Only what was asked: an answer must never erase an account this request did not name.
+        if isinstance(account_id, str) and account_id in asked and state in REPORT_STATUSES:
+            statuses[account_id] = str(state)
+    return ReportAnswer(statuses, cycle_period)
+
+
+def _cycle_period(response: requests.Response) -> int | None:
+    value = response.headers.get("Cycle-Period", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return int(min(max(seconds, MIN_CYCLE_PERIOD), MAX_CYCLE_PERIOD))

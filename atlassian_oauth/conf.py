@@ -215,5 +215,11 @@ class Settings:
     def HTTP_TIMEOUT(self) -> float:
         return self._number("HTTP_TIMEOUT", 10.0)
 
+    @property
+    def REPORT_CYCLE(self) -> float:
+        """Report each app's accounts to Atlassian's personal data reporting API this often,
+        unless Atlassian's ``Cycle-Period`` header says otherwise (its guide asks for weekly)."""
+        return self._number("REPORT_CYCLE", 7 * 86400.0)
+
 
 conf = Settings()

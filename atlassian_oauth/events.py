@@ -33,6 +33,7 @@ SIGNALS: dict[str, tuple[Signal, type[models.Model]]] = {
     Event.Kind.NEEDS_RECONNECT: (signals.needs_reconnect, Grant),
     Event.Kind.DISCONNECTED: (signals.disconnected, Connection),
     Event.Kind.KEYS_ROTATED: (signals.keys_rotated, Event),
+    Event.Kind.ACCOUNT_CLOSED: (signals.account_closed, Grant),
 }
 
 

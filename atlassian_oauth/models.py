@@ -214,6 +214,15 @@ class Grant(models.Model):
     account_id = models.CharField(_("Atlassian account ID"), max_length=128)
     account_name = models.CharField(_("account name"), max_length=255, blank=True)
     account_email = models.EmailField(_("account email"), blank=True)
+    profile_updated_at = models.DateTimeField(
+        _("profile re-read"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the name and email were last re-read because Atlassian reported them changed "
+            "(connecting reads them too)."
+        ),
+    )
     access_token = EncryptedTextField(_("access token"), bind_field="uuid", null=True)
     refresh_token = EncryptedTextField(_("refresh token"), bind_field="uuid", null=True)
     access_token_expires_at = models.DateTimeField(_("access token expires"))
@@ -455,6 +464,7 @@ class Event(models.Model):
         NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
         DISCONNECTED = "disconnected", _("Disconnected")
         KEYS_ROTATED = "keys_rotated", _("Keys rotated")
+        ACCOUNT_CLOSED = "account_closed", _("Account closed")
 
     class Actor(models.TextChoices):
         USER = "user", _("User")
@@ -495,6 +505,15 @@ class Event(models.Model):
     account_id = models.CharField(_("Atlassian account ID"), max_length=128, blank=True)
     message = models.TextField(_("message"), blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
+    erased_at = models.DateTimeField(
+        _("personal data erased"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Atlassian reported the account closed: its name and email were removed from "
+            "this event."
+        ),
+    )
     created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
 
     class Meta:
@@ -518,3 +537,51 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class AccountReport(models.Model):
+    """Atlassian's personal data reporting of one app (client id): its last run, the outcome,
+    and when the next report is due (``atlassian_oauth.personal_data``)."""
+
+    class Outcome(models.TextChoices):
+        REPORTED = "reported", _("Reported")
+        RATE_LIMITED = "rate_limited", _("Rate limited")
+        NO_TOKEN = "no_token", _("No access token accepted")
+        FAILED = "failed", _("Failed")
+
+    client_id = models.CharField(_("client ID"), max_length=255, unique=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, blank=True)
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True)
+    reported_at = models.DateTimeField(
+        _("last complete report"),
+        null=True,
+        blank=True,
+        help_text=_("When every account of the app was last reported."),
+    )
+    next_report_at = models.DateTimeField(_("next report due"), null=True, blank=True)
+    accounts = models.PositiveIntegerField(_("accounts reported"), default=0)
+    requests = models.PositiveIntegerField(_("requests"), default=0)
+    closed = models.PositiveIntegerField(_("accounts closed"), default=0)
+    updated = models.PositiveIntegerField(_("profiles updated"), default=0)
+    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    error = models.CharField(_("last error"), max_length=500, blank=True)
+    cycle_period = models.PositiveIntegerField(
+        _("cycle period"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Seconds, from Atlassian's Cycle-Period header; empty: the REPORT_CYCLE setting."
+        ),
+    )
+    # A report cut short (rate limited) goes on after the last account it had reported.
+    resume_after = models.CharField(_("resume after account"), max_length=128, blank=True)
+    # A lease, as a grant's refresh has: two beats or a beat and the command never report
+    # one app at once, and a crashed run's claim simply expires.
+    claimed_until = models.DateTimeField(_("run claimed until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("personal data report")
+        verbose_name_plural = _("personal data reports")
+
+    def __str__(self) -> str:
+        return f"personal data report of {self.client_id}"

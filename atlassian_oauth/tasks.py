@@ -17,6 +17,9 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   little later; the check ``atlassian_oauth.W005`` compares them with the broker's visibility
   timeout.
 - ``cleanup`` (daily): deletes old events and expired authorizations in progress.
+- ``report_accounts`` (hourly): reports the accounts of each app whose personal data report is
+  due (``REPORT_CYCLE``, about weekly) to Atlassian, erases the closed ones and re-reads the
+  updated ones (``personal_data``); an app not due costs one query.
 - ``sync_resources`` (daily): enqueues one ``sync_grant_resources`` per grant whose Atlassian
   sites were not read for a day, its id the only argument, ``resources.SYNC_SPACING`` seconds
   apart (and at most one a second per worker); each reads accessible-resources with the grant's
@@ -166,3 +169,14 @@ def sync_grant_resources(grant_id: int) -> str:
         )
         return resources.SyncResult.FAILED.value
     return outcome.result.value
+
+
+# The name is beat.REPORT_TASK (a test holds them equal).
+@shared_task(name="atlassian_oauth.tasks.report_accounts", ignore_result=True)
+def report_accounts() -> dict[str, int]:
+    """Report the accounts of every app whose personal data report is due; how many apps were
+    reported, skipped (not due, another run busy) and failed (``personal_data`` logs each)."""
+    # Imported on use: a worker loads the reporting service with its first report only.
+    from . import personal_data
+
+    return personal_data.tally(personal_data.report_due(actor=Event.Actor.BEAT))

@@ -355,7 +355,12 @@ def test_the_beat_schedule_names_registered_tasks():
     from demo_site.celery import app
 
     names = {entry["task"] for entry in tasks.BEAT_SCHEDULE.values()}
-    assert names == {beat.SWEEP_TASK, beat.CLEANUP_TASK, beat.SYNC_RESOURCES_TASK}
+    assert names == {
+        beat.SWEEP_TASK,
+        beat.CLEANUP_TASK,
+        beat.REPORT_TASK,
+        beat.SYNC_RESOURCES_TASK,
+    }
     assert names | {beat.REFRESH_TASK} <= set(app.tasks)
 
 

@@ -16,7 +16,7 @@ from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from atlassian_oauth import connect, crypto, health, reports, rotation, sweep
+from atlassian_oauth import connect, crypto, health, personal_data, reports, rotation, sweep
 from atlassian_oauth.models import Connection, Event, Grant
 
 #: Exit status of ``status`` when some connection needs attention (1 is an error).
@@ -61,6 +61,20 @@ last line counts what was refreshed, skipped and failed.
 Exit status: 0 when nothing failed (each grant refreshed or skipped); {FAILED_EXIT} when a refresh
 failed or a grant needs its user to reconnect, as on an error such as an unknown user or site."""
 
+REPORT_DESCRIPTION = f"""\
+Report each Atlassian app's accounts to Atlassian's personal data reporting API, as the beat does
+about weekly: the account ids the app holds personal data of (name and email from /me), each with
+when it was last read, at most 90 per request, with an access token of the app's own grants
+(another grant's when Atlassian refuses one). Atlassian answers per account: closed (the app
+erases it: tokens first, then its connections and grants, and its name and email in the event
+log; the account_closed signal tells your code to erase its own copies) or updated (the app
+reads its name and email again). Only the apps whose report is due are reported (a week after
+the last one, or once a rate limit's Retry-After has passed); --force reports every app now.
+--dry-run lists what would be sent and sends nothing. Tokens and account ids are never shown.
+
+Exit status: 0 when every report due went through; {FAILED_EXIT} when one failed (rate limited,
+no access token accepted, Atlassian failing) or an updated profile could not be read."""
+
 GENERATE_DESCRIPTION = """\
 Print a new random encryption key on stdout (and advice on stderr, so
 KEY=$(... generate-key) captures only the key)."""
@@ -79,8 +93,8 @@ class Reported(CommandError):
 
 class Command(BaseCommand):
     help = (
-        "Operate django-atlassian-oauth: status, disconnect, refresh, rotate-keys, "
-        "generate-key, fake-server. Run a subcommand with --help for its options. "
+        "Operate django-atlassian-oauth: status, disconnect, refresh, report-accounts, "
+        "rotate-keys, generate-key, fake-server. Run a subcommand with --help for its options. "
         f"Exit status: 0 on success, 1 on an error or a failed refresh, {UNHEALTHY_EXIT} when "
         "status finds connections that need attention."
     )
@@ -143,6 +157,20 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="List what would be refreshed; change nothing."
         )
 
+        report = subcommands.add_parser(
+            "report-accounts",
+            help="Report accounts to Atlassian's personal data reporting API; erase the closed "
+            f"(exit {FAILED_EXIT} if a report failed).",
+            description=REPORT_DESCRIPTION,
+            formatter_class=raw,
+        )
+        report.add_argument(
+            "--force", action="store_true", help="Report every app now, even one not due."
+        )
+        report.add_argument(
+            "--dry-run", action="store_true", help="List what would be sent; send nothing."
+        )
+
         subcommands.add_parser(
             "rotate-keys",
             help="Re-encrypt every secret under the first key of ENCRYPTION_KEYS.",
@@ -198,6 +226,7 @@ class Command(BaseCommand):
             "status": self.status,
             "disconnect": self.disconnect,
             "refresh": self.refresh,
+            "report-accounts": self.report_accounts,
             "rotate-keys": self.rotate_keys,
             "generate-key": self.generate_key,
             "fake-server": self.fake_server,
@@ -330,6 +359,53 @@ class Command(BaseCommand):
             f"Dry run: {would['refreshed']} would be refreshed, {would['skipped']} skipped, "
             f"{would['failed']} cannot be; nothing was changed."
         )
+
+    def report_accounts(self, options: dict[str, Any]) -> None:
+        force = options["force"]
+        if options["dry_run"]:
+            self._report_dry_run(force=force)
+            return
+        runs = personal_data.report_due(actor=Event.Actor.COMMAND, force=force)
+        if not runs:
+            self.stdout.write("No grants, so no Atlassian accounts to report.")
+            return
+        for run in runs:
+            style = {"reported": self.style.SUCCESS, "failed": self.style.ERROR}.get(run.kind, str)
+            line = f"App {run.client_id}: {run}"
+            if run.result == personal_data.Result.NOT_DUE:
+                line += " (--force reports it now)"
+            self.stdout.write(style(line))
+        counts = personal_data.tally(runs)
+        summary = (
+            f"{counts['reported']} reported, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed."
+        )
+        self.stdout.write(summary)
+        if counts["failed"]:
+            raise Reported(summary, returncode=FAILED_EXIT)
+
+    def _report_dry_run(self, *, force: bool) -> None:
+        plans = personal_data.plans()
+        if not plans:
+            self.stdout.write("No grants, so no Atlassian accounts to report.")
+            return
+        for plan in plans:
+            label = f"App {plan.client_id}"
+            if not plan.due and not force:
+                until = reports.iso(plan.next_report_at) if plan.next_report_at else ""
+                self.stdout.write(
+                    f"{label}: not due until {until}; would send nothing (--force reports now)"
+                )
+                continue
+            sizes = ", ".join(str(size) for size in plan.batches)
+            requests = f"{len(plan.batches)} request" + ("" if len(plan.batches) == 1 else "s")
+            accounts = f"{plan.accounts} account" + ("" if plan.accounts == 1 else "s")
+            self.stdout.write(
+                f"{label}: would report {accounts} in {requests}"
+                + (f" ({sizes} accounts)" if plan.batches else "")
+                + (", going on with a report cut short" if plan.resumes else "")
+            )
+        self.stdout.write("Dry run: nothing was sent or changed.")
 
     def rotate_keys(self, options: dict[str, Any]) -> None:
         try:
