@@ -16,6 +16,8 @@ from typing import Any
 
 SWEEP_TASK = "atlassian_oauth.tasks.refresh_due_grants"
 REFRESH_TASK = "atlassian_oauth.tasks.refresh_grant"
+#: What the sweep enqueues: one task refreshing a batch of grants, each under its own lease.
+REFRESH_BATCH_TASK = "atlassian_oauth.tasks.refresh_grants"
 CLEANUP_TASK = "atlassian_oauth.tasks.cleanup"
 REPORT_TASK = "atlassian_oauth.tasks.report_accounts"
 
@@ -28,10 +30,13 @@ CLEANUP_INTERVAL = 86400.0
 #: ``Retry-After`` has passed: a restarted beat never reports early, a failure waits no week.
 REPORT_INTERVAL = 3600.0
 
-#: A refresh task's soft time limit is ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` (waiting for another
-#: worker's refresh, then connecting and reading, each bounded by the timeout) plus this, for
-#: the database work; the hard limit adds this again so the soft limit's cleanup can finish.
+#: A refresh task's soft time limit is ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` per refresh (waiting
+#: for another worker's refresh, then connecting and reading, each bounded by the timeout), plus
+#: the batch's spread, plus this, for the database work; the hard limit adds this again so the
+#: soft limit's cleanup can finish.
 TIME_LIMIT_SLACK = 10.0
+#: The longest a batch spreads its refreshes (``sweep.BATCH_WINDOW``).
+BATCH_SPREAD = 1.0
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "atlassian-oauth-refresh-due-grants": {
@@ -53,12 +58,20 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
-def time_limits() -> tuple[float, float]:
-    """``(soft, hard)`` time limits in seconds for one refresh task, from the current settings."""
+def time_limits(refreshes: int = 1, spread: float = 0.0) -> tuple[float, float]:
+    """``(soft, hard)`` time limits in seconds for a task of ``refreshes`` refreshes whose starts
+    spread over ``spread`` seconds (a batch), from the current settings."""
     from .conf import conf
 
-    soft = conf.REFRESH_WAIT + 2 * conf.HTTP_TIMEOUT + TIME_LIMIT_SLACK
+    soft = spread + refreshes * (conf.REFRESH_WAIT + 2 * conf.HTTP_TIMEOUT) + TIME_LIMIT_SLACK
     return soft, soft + TIME_LIMIT_SLACK
+
+
+def longest_time_limits() -> tuple[float, float]:
+    """The time limits of the longest task the sweep sends: a full batch."""
+    from .conf import conf
+
+    return time_limits(conf.SWEEP_BATCH_SIZE, BATCH_SPREAD)
 
 
 #: The daily read of every grant's Atlassian sites (``resources.sync``): it enqueues one

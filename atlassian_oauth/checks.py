@@ -41,7 +41,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from .beat import SWEEP_INTERVAL, SWEEP_TASK, time_limits
+from .beat import SWEEP_INTERVAL, SWEEP_TASK, longest_time_limits
 from .conf import SETTINGS_NAME, conf
 
 #: Brokers that hand an unacknowledged message to another worker after a visibility timeout,
@@ -101,6 +101,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             conf.CALLBACK_URL,
         )
         conf.AUTH_BASE_URL, conf.API_BASE_URL, conf.HTTP_TIMEOUT, conf.STATE_MAX_AGE  # noqa: B018
+        conf.SWEEP_BATCH_SIZE  # noqa: B018
     except ImproperlyConfigured as error:
         return [*errors, Error(str(error), id="atlassian_oauth.E006")]
 
@@ -281,7 +282,7 @@ def check_celery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     try:
-        soft, hard = time_limits()
+        soft, hard = longest_time_limits()
         http, lock, jitter = conf.HTTP_TIMEOUT, conf.REFRESH_LOCK_TIMEOUT, conf.BEAT_JITTER
         rate = conf.REFRESH_RATE_LIMIT
     except ImproperlyConfigured:
@@ -296,7 +297,8 @@ def check_celery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 f"{hard:.0f} s hard time limit), not less than the broker's visibility timeout "
                 f"of {visibility:.0f} s: the broker would hand it to a second worker meanwhile.",
                 hint="Raise CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'], or lower "
-                f"{SETTINGS_NAME}['REFRESH_WAIT'], ['HTTP_TIMEOUT'] or ['BEAT_JITTER'].",
+                f"{SETTINGS_NAME}['REFRESH_WAIT'], ['HTTP_TIMEOUT'], ['BEAT_JITTER'] or "
+                "['SWEEP_BATCH_SIZE'].",
                 id="atlassian_oauth.W005",
             )
         )

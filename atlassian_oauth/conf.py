@@ -179,6 +179,17 @@ class Settings:
         return self._number("REFRESH_RATE_LIMIT", 1.0)
 
     @property
+    def SWEEP_BATCH_SIZE(self) -> int:
+        """At most this many refreshes share one task the sweep enqueues (each grant still
+        refreshed under its own lease): one broker message per batch, not per grant."""
+        value = self._get("SWEEP_BATCH_SIZE", 20)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['SWEEP_BATCH_SIZE'] must be a positive integer, got {value!r}."
+            )
+        return value
+
+    @property
     def EVENT_RETENTION(self) -> float:
         """Events older than this many seconds are deleted by the cleanup task."""
         return self._number("EVENT_RETENTION", 180 * 86400.0)

@@ -11,12 +11,15 @@ are backing off after a failure are never due: refresh.py schedules their retry 
 from __future__ import annotations
 
 import enum
+import heapq
 import logging
 import math
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sites.models import Site
@@ -35,9 +38,51 @@ logger = logging.getLogger(__name__)
 Enqueue = Callable[[int, float], None]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Refreshes that one task runs one after the other, each grant under its own lease."""
+
+    grant_ids: tuple[int, ...]
+    #: Seconds from now until the first may start (the task's countdown).
+    countdown: float
+    #: When each may start, in seconds after the first (0.0 for the first): the jitter and
+    #: ``REFRESH_RATE_LIMIT`` spacing the sweep chose, kept within the batch.
+    offsets: tuple[float, ...]
+
+
+#: ``enqueue(batch)`` puts one task refreshing the batch's grants on the queue.
+EnqueueBatch = Callable[[Batch], None]
+
+#: Grants whose refreshes should start within this many seconds of the batch's first share
+#: its task (and at most ``SWEEP_BATCH_SIZE`` of them): a batch never holds back a refresh
+#: for longer than this, and a rate limit slower than its size per window yields batches of
+#: one, as the limit leaves nothing to save.
+BATCH_WINDOW = 1.0
+
+
 def due_grants(now: datetime | None = None) -> QuerySet[Grant]:
     """The grants the beat should refresh now (``Grant.objects.due``)."""
     return Grant.objects.due(now)
+
+
+def due_for_enqueue(now: datetime, limit: int | None = None) -> list[tuple[int, datetime]]:
+    """``(grant id, access token expiry)`` of the due grants, most urgent first, at most
+    ``limit``: the expiring and the idle ones in two queries, each served by its index, merged
+    here. (Their OR in one query makes SQLite read every active row; and no server-side
+    cursor: PostgreSQL plans one for its first rows, walking every active grant.)"""
+    columns = ("pk", "access_token_expires_at")
+    expiring = Grant.objects.due_expiring(now).values_list(*columns)
+    if limit is not None:
+        expiring = expiring[:limit]
+    # Unordered in SQL: ordered by expiry, SQLite walks the expiry index over every active
+    # grant rather than the keep-alive index's range. There are few (a refresh renews the
+    # refresh token too), and every one of them expires after every expiring grant.
+    idle = sorted(Grant.objects.due_idle(now).order_by().values_list(*columns), key=_expiry)
+    return list(islice(heapq.merge(list(expiring), idle, key=_expiry), limit))
+
+
+def _expiry(row: tuple[int, datetime]) -> datetime:
+    return row[1]
 
 
 def sweep_limit() -> int | None:
@@ -47,7 +92,22 @@ def sweep_limit() -> int | None:
     return None if rate is None else math.ceil(rate * SWEEP_INTERVAL)
 
 
-def countdown(index: int, expires_at: datetime, now: datetime) -> float:
+@dataclass(frozen=True)
+class _Spread:
+    """The settings ``countdown`` reads, read once per sweep rather than once per grant."""
+
+    jitter: float
+    rate: float | None
+    http_timeout: float
+
+    @classmethod
+    def now(cls) -> _Spread:
+        return cls(conf.BEAT_JITTER, conf.REFRESH_RATE_LIMIT, conf.HTTP_TIMEOUT)
+
+
+def countdown(
+    index: int, expires_at: datetime, now: datetime, spread: _Spread | None = None
+) -> float:
     """When to run the refresh of the ``index``-th most urgent due grant, in seconds from now.
 
     A random jitter below ``BEAT_JITTER``; with ``REFRESH_RATE_LIMIT`` r, no earlier than
@@ -55,7 +115,8 @@ def countdown(index: int, expires_at: datetime, now: datetime) -> float:
     than keeps the refresh ahead of the token's expiry, while that is still possible: the rate
     limit yields then.
     """
-    jitter, rate = conf.BEAT_JITTER, conf.REFRESH_RATE_LIMIT
+    spread = spread or _Spread.now()
+    jitter, rate = spread.jitter, spread.rate
     if rate is None:
         delay = random.uniform(0, jitter)  # noqa: S311  (spreading load, not secrets)
     else:
@@ -64,7 +125,7 @@ def countdown(index: int, expires_at: datetime, now: datetime) -> float:
     left = (expires_at - now).total_seconds()
     if left > 0:
         # Leave the refresh its HTTP timeout before the token dies.
-        delay = min(delay, max(0.0, left - conf.HTTP_TIMEOUT))
+        delay = min(delay, max(0.0, left - spread.http_timeout))
     return delay
 
 
@@ -72,21 +133,76 @@ def countdown(index: int, expires_at: datetime, now: datetime) -> float:
 SWEEP_HEARTBEAT = "sweep"
 
 
-def enqueue_due(enqueue: Enqueue, now: datetime | None = None) -> int:
-    """Enqueue one refresh per due grant, passing its id only; returns how many were enqueued."""
+def _planned(now: datetime | None) -> list[tuple[int, float]]:
+    """Leave the heartbeat; ``(grant id, countdown)`` of each due grant, most urgent first."""
     now = now or timezone.now()
     Heartbeat.objects.update_or_create(name=SWEEP_HEARTBEAT, defaults={"at": now})
-    due = due_grants(now).values_list("pk", "access_token_expires_at")
-    limit = sweep_limit()
-    if limit is not None:
-        due = due[:limit]
-    enqueued: list[int] = []
-    for index, (grant_id, expires_at) in enumerate(due.iterator()):
-        enqueue(grant_id, countdown(index, expires_at, now))
-        enqueued.append(grant_id)
-    if enqueued:
-        logger.info("%s", enqueued_message(enqueued))
-    return len(enqueued)
+    due = due_for_enqueue(now, sweep_limit())
+    spread = _Spread.now()
+    planned = [
+        (grant_id, countdown(index, expires_at, now, spread))
+        for index, (grant_id, expires_at) in enumerate(due)
+    ]
+    if planned:
+        logger.info("%s", enqueued_message([grant_id for grant_id, _ in planned]))
+    return planned
+
+
+def enqueue_due(enqueue: Enqueue, now: datetime | None = None) -> int:
+    """Enqueue one refresh per due grant, passing its id only; returns how many were enqueued."""
+    planned = _planned(now)
+    for grant_id, delay in planned:
+        enqueue(grant_id, delay)
+    return len(planned)
+
+
+def enqueue_due_batches(enqueue: EnqueueBatch, now: datetime | None = None) -> int:
+    """Enqueue the refreshes of the due grants in batches (``batches``), passing ids only;
+    returns how many grants were enqueued. What the beat's sweep does: one message per batch
+    instead of one per grant."""
+    planned = _planned(now)
+    for batch in batches(planned, conf.SWEEP_BATCH_SIZE):
+        enqueue(batch)
+    return len(planned)
+
+
+def batches(planned: Sequence[tuple[int, float]], size: int) -> list[Batch]:
+    """``(grant id, countdown)`` pairs grouped, in the order of their countdowns, into batches
+    of at most ``size`` that start within ``BATCH_WINDOW`` seconds of their first."""
+    result: list[Batch] = []
+    ids: list[int] = []
+    delays: list[float] = []
+    for grant_id, delay in sorted(planned, key=lambda item: item[1]):
+        if ids and (len(ids) >= size or delay - delays[0] >= BATCH_WINDOW):
+            result.append(_batch(ids, delays))
+            ids, delays = [], []
+        ids.append(grant_id)
+        delays.append(delay)
+    if ids:
+        result.append(_batch(ids, delays))
+    return result
+
+
+def _batch(ids: list[int], delays: list[float]) -> Batch:
+    start = delays[0]
+    return Batch(tuple(ids), start, tuple(round(delay - start, 3) for delay in delays))
+
+
+def refresh_each(
+    grant_ids: Sequence[int],
+    offsets: Sequence[float] | None = None,
+    *,
+    actor: Event.Actor,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Outcome]:
+    """``refresh_if_due`` each grant in turn, none before its offset (seconds after the first
+    started); the outcomes as they come."""
+    started = time.monotonic()
+    for index, grant_id in enumerate(grant_ids):
+        wait = started + (offsets[index] if offsets else 0.0) - time.monotonic()
+        if wait > 0:
+            sleep(wait)
+        yield refresh_if_due(grant_id, actor=actor)
 
 
 #: Grants named in the sweep's log line, at most (the count is always exact).

@@ -5,17 +5,21 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
 
     CELERY_BEAT_SCHEDULE = {**ATLASSIAN_OAUTH_BEAT_SCHEDULE, ...}
 
-- ``refresh_due_grants`` (every minute): enqueues one ``refresh_grant`` per due grant, with the
-  grant's id as its only argument, spread over ``BEAT_JITTER`` seconds (and ``REFRESH_RATE_LIMIT``).
-- ``refresh_grant``: refreshes one grant if it is still due. Acknowledged late, so a worker
-  that dies mid-task leaves it to be delivered again; a second delivery finds the grant fresh
-  and does nothing. A failure is logged (by ``refresh``, naming the grant and its account),
-  never retried by Celery: a dead grant waits for its user, and a transient failure's retry is
-  scheduled by ``next_refresh_at`` on the grant row, where the next sweep sees it. The sweep
-  gives each one time limits from the settings as they are when it enqueues
-  (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` plus slack, hard a
-  little later; the check ``atlassian_oauth.W005`` compares them with the broker's visibility
-  timeout.
+- ``refresh_due_grants`` (every minute): enqueues the due grants in batches: one
+  ``refresh_grants`` task per ``SWEEP_BATCH_SIZE`` grants whose refreshes start within a second
+  of each other, with their ids (and the offsets of their starts) as the only arguments,
+  spread over ``BEAT_JITTER`` seconds (and ``REFRESH_RATE_LIMIT``).
+- ``refresh_grants``: refreshes each grant of its batch if it is still due, one after the other,
+  each under its own lease, as ``refresh_grant`` does one.
+- ``refresh_grant``: refreshes one grant if it is still due (admin's *Refresh now* sends it).
+  Acknowledged late, so a worker that dies mid-task leaves it to be delivered again; a second
+  delivery finds the grant fresh and does nothing. A failure is logged (by ``refresh``, naming
+  the grant and its account), never retried by Celery: a dead grant waits for its user, and a
+  transient failure's retry is scheduled by ``next_refresh_at`` on the grant row, where the next
+  sweep sees it. The sweep gives each task time limits from the settings as they are when it
+  enqueues (``beat.time_limits``): soft after ``REFRESH_WAIT + 2 * HTTP_TIMEOUT`` per refresh
+  plus the batch's spread and some slack, hard a little later; the check
+  ``atlassian_oauth.W005`` compares the longest with the broker's visibility timeout.
 - ``cleanup`` (daily): deletes old events and expired authorizations in progress.
 - ``report_accounts`` (hourly): reports the accounts of each app whose personal data report is
   due (``REPORT_CYCLE``, about weekly) to Atlassian, erases the closed ones and re-reads the
@@ -24,6 +28,7 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   sites were not read for a day, its id the only argument, ``resources.SYNC_SPACING`` seconds
   apart (and at most one a second per worker); each reads accessible-resources with the grant's
   token (through the one refresh path) and stores what it lists (``resources.sync``).
+
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from . import resources, sweep
 from .beat import (
     BEAT_SCHEDULE,
     CLEANUP_TASK,
+    REFRESH_BATCH_TASK,
     REFRESH_TASK,
     SWEEP_TASK,
     SYNC_GRANT_RESOURCES_TASK,
@@ -52,6 +58,7 @@ __all__ = [
     "cleanup",
     "refresh_due_grants",
     "refresh_grant",
+    "refresh_grants",
     "sync_grant_resources",
     "sync_resources",
 ]
@@ -61,17 +68,51 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def refresh_due_grants() -> int:
-    """Enqueue a refresh of every grant due for one; returns how many."""
-    return sweep.enqueue_due(_enqueue_refresh)
+    """Enqueue a refresh of every grant due for one, in batches; returns how many grants."""
+    return sweep.enqueue_due_batches(_enqueue_batch)
 
 
-def _enqueue_refresh(grant_id: int, countdown: float) -> None:
-    # The id only: a token or a model instance would sit in the broker in clear. The time
-    # limits are read now, not when this module was imported, so settings apply live.
-    soft, hard = time_limits()
-    refresh_grant.apply_async(
-        (grant_id,), countdown=countdown, soft_time_limit=soft, time_limit=hard
+def _enqueue_batch(batch: sweep.Batch) -> None:
+    # Ids and numbers only: a token or a model instance would sit in the broker in clear. The
+    # time limits are read now, not when this module was imported, so settings apply live.
+    soft, hard = time_limits(len(batch.grant_ids), batch.offsets[-1])
+    args = (list(batch.grant_ids), list(batch.offsets))
+    refresh_grants.apply_async(
+        args,
+        countdown=batch.countdown,
+        soft_time_limit=soft,
+        time_limit=hard,
+        # Plain numbers: repr() says it all, where Celery's saferepr() of them would cost
+        # more than the rest of the message.
+        argsrepr=repr(args),
+        kwargsrepr="{}",
     )
+
+
+@shared_task(
+    name=REFRESH_BATCH_TASK,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def refresh_grants(grant_ids: list[int], offsets: list[float] | None = None) -> list[str]:
+    """Refresh each grant if it is due, none before its offset (seconds after the first); what
+    happened to each (``sweep.Result``). Delivered twice, it finds the grants fresh."""
+    results: list[str] = []
+    try:
+        for outcome in sweep.refresh_each(grant_ids, offsets, actor=Event.Actor.BEAT):
+            _log_outcome(outcome)
+            results.append(outcome.result.value)
+    except SoftTimeLimitExceeded:
+        # ensure_fresh released its lease on the way out; the next sweep tries the rest again.
+        left = grant_ids[len(results) :]
+        logger.warning(
+            "Refreshes of grants %s took longer than the task's time limit; the next sweep "
+            "retries them.",
+            ", ".join(str(grant_id) for grant_id in left),
+        )
+        results += [sweep.Result.FAILED.value] * len(left)
+    return results
 
 
 @shared_task(
@@ -93,8 +134,13 @@ def refresh_grant(grant_id: int, force: bool = False, actor: str = Event.Actor.B
             grant_id,
         )
         return sweep.Result.FAILED.value
+    _log_outcome(outcome)
+    return outcome.result.value
+
+
+def _log_outcome(outcome: sweep.Outcome) -> None:
     # refresh.py logs what Atlassian answered (refreshed, failed, needs reconnect); these are
-    # the outcomes where this task did not ask it.
+    # the outcomes where the task did not ask it.
     if outcome.result == sweep.Result.BUSY:
         logger.info("Refresh of %s skipped: another worker is refreshing it.", outcome.grant)
     elif outcome.result == sweep.Result.BACKING_OFF:
@@ -111,7 +157,6 @@ def refresh_grant(grant_id: int, force: bool = False, actor: str = Event.Actor.B
         )
     elif outcome.result in (sweep.Result.FAILED, sweep.Result.NEEDS_RECONNECT):
         logger.debug("Refresh of %s: %s", outcome.grant, outcome)
-    return outcome.result.value
 
 
 @shared_task(name=CLEANUP_TASK, ignore_result=True)

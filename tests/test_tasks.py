@@ -7,6 +7,7 @@ replacing ``apply_async``, so what would reach the broker can be inspected.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -67,9 +68,25 @@ def enqueued():
         yield apply_async
 
 
-def run_enqueued(calls) -> list[str]:
-    """Deliver captured refresh tasks, in order, as a worker would."""
-    return [tasks.refresh_grant.apply(args=call.args[0]).get() for call in calls.call_args_list]
+@pytest.fixture
+def enqueued_batches():
+    """Captures the sweep's ``refresh_grants.apply_async`` calls instead of sending them."""
+    with mock.patch.object(tasks.refresh_grants, "apply_async") as apply_async:
+        yield apply_async
+
+
+def batch_ids(calls) -> list[int]:
+    """The grant ids of captured batch tasks, in the order they were enqueued."""
+    return [pk for call in calls.call_args_list for pk in call.args[0][0]]
+
+
+def run_batches(calls) -> list[str]:
+    """Deliver captured batch tasks, in order, as a worker would; each grant's result."""
+    return [
+        result
+        for call in calls.call_args_list
+        for result in tasks.refresh_grants.apply(args=call.args[0]).get()
+    ]
 
 
 # ---- which grants are due ------------------------------------------------------------------
@@ -136,6 +153,66 @@ def test_due_grants_uses_the_due_index_on_postgresql(mixed_grants):
     assert any(index.name in plan for index in Grant._meta.indexes), plan
 
 
+def test_the_sweep_selects_the_same_grants_in_two_queries(mixed_grants, django_assert_num_queries):
+    now = timezone.now()
+    expected = list(sweep.due_grants(now).values_list("pk", "access_token_expires_at"))
+    with django_assert_num_queries(2):
+        assert sweep.due_for_enqueue(now) == expected
+    with django_assert_num_queries(2):
+        assert sweep.due_for_enqueue(now, limit=3) == expected[:3]
+    assert len(expected) == 4
+
+
+def test_the_sweep_merges_expiring_and_idle_grants_by_urgency(oauth_settings):
+    idle = [
+        grant_row(f"idle{i}", expires_in=1000 + 600 * i, refresh_token_issued_at=ago(31 * DAY))
+        for i in range(3)
+    ]
+    expiring = [grant_row(f"expiring{i}", expires_in=-30 + 100 * i) for i in range(3)]
+    # Idle and expiring at once: selected once, among the expiring ones.
+    both = grant_row("both", expires_in=250, refresh_token_issued_at=ago(31 * DAY))
+    order = [pk for pk, _ in sweep.due_for_enqueue(timezone.now())]
+    assert order == [*(g.pk for g in expiring), both.pk, *(g.pk for g in idle)]
+    assert [pk for pk, _ in sweep.due_for_enqueue(timezone.now(), limit=5)] == order[:5]
+
+
+def test_each_query_of_the_sweep_reads_a_range_of_its_index(mixed_grants):
+    now = timezone.now()
+    for half, index in (
+        (Grant.objects.due_expiring(now), "atlassian_grant_due_idx"),
+        (Grant.objects.due_idle(now), "atlassian_grant_keepalive_idx"),
+    ):
+        queryset = half.values_list("pk", "access_token_expires_at")
+        if connection.vendor == "sqlite":
+            plan = queryset.explain()
+            # A range of the index (status and a bound on the second column), not every
+            # active row (what the OR of both halves gets: "USING INDEX ... (status=?)").
+            assert f"USING INDEX {index} (status=? AND" in plan, plan
+        elif connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+            plan = queryset.explain()
+            assert "Seq Scan" not in plan and "atlassian_grant" in plan, plan
+
+
+def test_the_sweep_costs_the_same_queries_whatever_is_due(enqueued_batches):
+    def sweep_queries() -> int:
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            tasks.refresh_due_grants()
+        return len(captured.captured_queries)
+
+    grant_row("expired0", expires_in=-10)
+    sweep_queries()  # the first one writes the heartbeat's row
+    few = sweep_queries()
+    for index in range(1, 30):
+        grant_row(f"expired{index}", expires_in=-10)
+        grant_row(f"idle{index}", expires_in=3000, refresh_token_issued_at=ago(31 * DAY))
+    assert sweep_queries() == few
+    assert enqueued_batches.call_count >= 2
+
+
 def test_the_margin_and_keepalive_settings_decide(mixed_grants, oauth_settings):
     oauth_settings(REFRESH_MARGIN=7200, KEEPALIVE_AFTER=90 * DAY)
     due = {g.account_id for g in sweep.due_grants()}
@@ -147,16 +224,97 @@ def test_the_margin_and_keepalive_settings_decide(mixed_grants, oauth_settings):
 # ---- enqueueing ----------------------------------------------------------------------------
 
 
-def test_the_sweep_enqueues_ids_only_within_the_jitter(mixed_grants, enqueued, oauth_settings):
+def test_the_sweep_enqueues_ids_only_within_the_jitter(
+    mixed_grants, enqueued_batches, oauth_settings
+):
     oauth_settings(BEAT_JITTER=5)
     assert tasks.refresh_due_grants.apply().get() == 4
-    due_ids = [g.pk for g in sweep.due_grants()]
-    assert [call.args[0] for call in enqueued.call_args_list] == [(pk,) for pk in due_ids]
-    for call in enqueued.call_args_list:
-        ((grant_id,),) = call.args
-        assert type(grant_id) is int  # no token, no model instance in the broker
-        assert set(call.kwargs) == {"countdown", "soft_time_limit", "time_limit"}  # no secrets
+    due_ids = {g.pk for g in sweep.due_grants()}
+    assert sorted(batch_ids(enqueued_batches)) == sorted(due_ids)
+    for call in enqueued_batches.call_args_list:
+        ((grant_ids, offsets),) = call.args
+        # Ids and numbers only: no token, no model instance in the broker.
+        assert all(type(pk) is int for pk in grant_ids)
+        assert all(type(offset) is float for offset in offsets)
+        assert set(call.kwargs) == {
+            "countdown",
+            "soft_time_limit",
+            "time_limit",
+            "argsrepr",
+            "kwargsrepr",
+        }  # no secrets
+        # What the worker logs of the task: the ids and offsets, nothing else.
+        assert call.kwargs["argsrepr"] == repr((grant_ids, offsets))
+        assert call.kwargs["kwargsrepr"] == "{}"
         assert 0 <= call.kwargs["countdown"] < 5
+        assert offsets[0] == 0.0 and offsets == sorted(offsets)
+        assert call.kwargs["countdown"] + offsets[-1] < 5  # every start within the jitter
+        assert offsets[-1] < sweep.BATCH_WINDOW
+
+
+def test_the_sweep_sends_one_message_per_batch_of_grants(enqueued_batches, oauth_settings):
+    oauth_settings(BEAT_JITTER=0.5, SWEEP_BATCH_SIZE=4)
+    grants = [grant_row(f"expired{i}", expires_in=-100 + i) for i in range(10)]
+    assert tasks.refresh_due_grants() == 10
+    # All start within a second: batches of at most four, every grant in exactly one.
+    sizes = [len(call.args[0][0]) for call in enqueued_batches.call_args_list]
+    assert sizes == [4, 4, 2]
+    assert sorted(batch_ids(enqueued_batches)) == sorted(g.pk for g in grants)
+
+
+def test_batches_start_within_a_window_of_their_first_and_keep_each_start():
+    planned = [(1, 0.0), (2, 0.4), (3, 0.99), (4, 1.0), (5, 5.0), (6, 5.2), (7, 5.3)]
+    batches = sweep.batches(list(reversed(planned)), size=2)
+    assert batches == [
+        sweep.Batch((1, 2), 0.0, (0.0, 0.4)),
+        sweep.Batch((3, 4), 0.99, (0.0, 0.01)),
+        sweep.Batch((5, 6), 5.0, (0.0, 0.2)),
+        sweep.Batch((7,), 5.3, (0.0,)),
+    ]
+    assert sweep.batches([], size=20) == []
+    # One per batch when the window holds one: the rate limit's spacing stays as it was.
+    spaced = [(pk, pk * 1.5) for pk in range(4)]
+    assert [b.grant_ids for b in sweep.batches(spaced, size=20)] == [(0,), (1,), (2,), (3,)]
+
+
+def test_the_rate_limit_spaces_the_refreshes_of_a_batch(enqueued_batches, oauth_settings):
+    oauth_settings(BEAT_JITTER=30, REFRESH_RATE_LIMIT=4)
+    for index in range(8):
+        grant_row(f"idle{index}", expires_in=3000 + index, refresh_token_issued_at=ago(31 * DAY))
+    assert tasks.refresh_due_grants() == 8
+    starts = sorted(
+        call.kwargs["countdown"] + offset
+        for call in enqueued_batches.call_args_list
+        for offset in call.args[0][1]
+    )
+    for index, start in enumerate(starts):
+        assert index / 4 <= start < index / 4 + 0.25 + 0.001
+
+
+def test_a_batch_waits_for_each_grants_offset(fake_atlassian):
+    accounts = [f"5b10offset{i:016d}" for i in range(3)]
+    for index, account_id in enumerate(accounts):
+        fake_atlassian.add_account(account_id, f"u{index}@example.com", f"User {index}")
+    grants = [
+        connected_grant(fake_atlassian, username=f"u{i}", account_id=account_id)
+        for i, account_id in enumerate(accounts)
+    ]
+    for grant in grants:
+        expire(grant)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    outcomes = list(
+        sweep.refresh_each(
+            [g.pk for g in grants], [0.0, 0.5, 0.5], actor=Event.Actor.BEAT, sleep=sleep
+        )
+    )
+    assert [o.result for o in outcomes] == [sweep.Result.REFRESHED] * 3
+    assert len(slept) == 1 and 0 < slept[0] <= 0.5  # the second waits; the third is due then
+    assert fake_atlassian.counts["refresh"] == 3
 
 
 def test_the_rate_limit_spaces_the_refreshes(enqueued, oauth_settings):
@@ -202,11 +360,24 @@ def test_the_sweep_gives_each_task_time_limits_from_the_settings_of_the_moment(
     grant = connected_grant(fake_atlassian)
     expire(grant)
     oauth_settings(REFRESH_WAIT=5, HTTP_TIMEOUT=2)
-    with mock.patch.object(tasks.refresh_grant, "apply_async") as apply_async:
+    with mock.patch.object(tasks.refresh_grants, "apply_async") as apply_async:
         assert tasks.refresh_due_grants() == 1
     options = apply_async.call_args.kwargs
     assert (options["soft_time_limit"], options["time_limit"]) == beat.time_limits()
     assert 5 + 2 < options["soft_time_limit"] < options["time_limit"]
+
+
+def test_a_batch_gets_time_for_each_of_its_refreshes(enqueued_batches, oauth_settings):
+    oauth_settings(REFRESH_WAIT=5, HTTP_TIMEOUT=2, BEAT_JITTER=0.1, SWEEP_BATCH_SIZE=3)
+    for index in range(3):
+        grant_row(f"expired{index}", expires_in=-10 + index)
+    assert tasks.refresh_due_grants() == 3
+    options = enqueued_batches.call_args.kwargs
+    ((_, offsets),) = enqueued_batches.call_args.args
+    assert (options["soft_time_limit"], options["time_limit"]) == beat.time_limits(3, offsets[-1])
+    assert options["soft_time_limit"] >= 3 * (5 + 2 * 2)
+    # The check compares the broker's visibility timeout with the longest batch.
+    assert beat.longest_time_limits() == beat.time_limits(3, sweep.BATCH_WINDOW)
 
 
 def test_the_task_refreshes_a_due_grant_once(fake_atlassian):
@@ -304,17 +475,35 @@ def test_the_soft_time_limit_is_caught(caplog):
     ]
 
 
-def test_two_sweeps_back_to_back_cost_one_refresh(fake_atlassian, enqueued):
+def test_the_soft_time_limit_of_a_batch_names_the_grants_left(caplog):
+    done = sweep.Outcome(1, sweep.Result.FRESH)
+    with mock.patch.object(
+        sweep, "refresh_if_due", side_effect=[done, SoftTimeLimitExceeded()]
+    ) as refresh_if_due:
+        result = tasks.refresh_grants.apply(args=([1, 2, 3], [0.0, 0.0, 0.0]))
+    assert result.successful() and result.get() == ["still fresh", "failed", "failed"]
+    assert refresh_if_due.call_count == 2  # grant 3 is left to the next sweep
+    assert [r.getMessage() for r in caplog.records if r.name == tasks.__name__] == [
+        "Refreshes of grants 2, 3 took longer than the task's time limit; the next sweep "
+        "retries them."
+    ]
+
+
+def test_the_batch_task_has_late_acks_and_no_retries():
+    task = tasks.refresh_grants
+    assert task.acks_late and task.reject_on_worker_lost
+    assert not getattr(task, "autoretry_for", ())
+
+
+def test_two_sweeps_back_to_back_cost_one_refresh(fake_atlassian, enqueued_batches):
     ada = connected_grant(fake_atlassian)
     grace = connected_grant(fake_atlassian, username="bob", account_id=GRACE_ACCOUNT_ID)
     expire(ada)
     expire(grace)
     tasks.refresh_due_grants.apply()
     tasks.refresh_due_grants.apply()
-    assert sorted(call.args[0][0] for call in enqueued.call_args_list) == sorted(
-        [ada.pk, ada.pk, grace.pk, grace.pk]
-    )
-    assert sorted(run_enqueued(enqueued)) == ["refreshed"] * 2 + ["still fresh"] * 2
+    assert sorted(batch_ids(enqueued_batches)) == sorted([ada.pk, ada.pk, grace.pk, grace.pk])
+    assert sorted(run_batches(enqueued_batches)) == ["refreshed"] * 2 + ["still fresh"] * 2
     assert fake_atlassian.counts["refresh"] == 2
 
 
