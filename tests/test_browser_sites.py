@@ -9,15 +9,22 @@ status page says so. Screenshots are printed (``pytest -s``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from atlassian_oauth import resources
-from atlassian_oauth.models import Connection, Grant
+from atlassian_oauth.models import Connection, Grant, Resource
 from atlassian_oauth.testing import ACME_CLOUD_ID, ADA_ACCOUNT_ID
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
+from tests.admin_helpers import OWNERS, every_state
+from tests.browser_helpers import browser_page
+from tests.refresh_helpers import connected_grant
+from tests.test_browser_admin import assert_nothing_cut_off
 from tests.test_browser_demo import (  # noqa: F401  # demo_url and page are fixtures
     connect_button,
     demo_url,
@@ -30,6 +37,8 @@ from tests.test_browser_demo import (  # noqa: F401  # demo_url and page are fix
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 INITECH_CLOUD_ID = "7e1b5c1a-8f2d-4c1e-9a77-initech00001"
+ADMIN_PASSWORD = "admin-browser-password"  # a test user's
+ADMIN_WIDTH = 1280  # test_browser_admin's: the lists must fit it
 
 
 def jira_site(cloud_id: str, name: str) -> dict[str, str]:
@@ -106,3 +115,57 @@ def test_choosing_the_jira_site_on_the_status_page(
     )
     expect(page.get_by_role("radio")).to_have_count(1)
     shoot(page, tmp_path / "status-site-gone.png", "the status page after initech went")
+
+
+@pytest.fixture
+def admin_page(
+    chromium_path: str,
+    live_server: Any,
+    fake_atlassian: FakeAtlassian,
+    sites: Any,
+    django_user_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Page]:
+    """The admin on the connection list of every health state, with alice's grant also
+    connected on 127.0.0.1 and the Jira site bob chose gone."""
+    every_state(fake_atlassian)
+    connected_grant(fake_atlassian, username="alice", account_id="acct-alice", domain="127.0.0.1")
+    bob = Connection.objects.get(user__username="bob")
+    gone = Resource.objects.filter(grant=bob.grant).first()
+    assert gone is not None
+    Resource.objects.filter(pk=gone.pk).update(removed_at=timezone.now())
+    Connection.objects.filter(pk=bob.pk).update(jira_resource=gone)
+    django_user_model.objects.create_superuser("root", "root@corp.example", ADMIN_PASSWORD)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see browser_page
+    with browser_page(
+        chromium_path, live_server.url, viewport={"width": ADMIN_WIDTH, "height": 900}
+    ) as opened:
+        opened.goto("/admin/")
+        opened.get_by_label("Username").fill("root")
+        opened.get_by_label("Password").fill(ADMIN_PASSWORD)
+        opened.get_by_role("button", name="Log in").click()
+        yield opened
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_names_shared_grants_and_gone_sites(admin_page: Page, tmp_path: Path) -> None:
+    page = admin_page  # noqa: F811  # not test_browser_demo's fixture: the admin's
+    page.goto("/admin/atlassian_oauth/connection/")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(len(OWNERS) + 1)
+    expect(rows.filter(has_text="shared with 1 other site")).to_have_count(2)
+    gone = rows.filter(has_text="no longer reachable")
+    expect(gone).to_have_count(1)
+    expect(gone).to_contain_text("bob")
+    shoot(page, tmp_path / "admin-connections-sites.png", "the connection list's site notes")
+    assert_nothing_cut_off(page)
+
+    page.get_by_role("link", name="No longer reachable").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("bob")
+    rows.first.locator("th a").first.click()
+    expect(page.locator(".field-sites_used")).to_contain_text(
+        "is no longer reachable; the user has to choose another on the status page"
+    )
+    expect(page.locator(".field-shared_with")).to_contain_text("No other site")
+    shoot(page, tmp_path / "admin-connection-gone.png", "a connection whose chosen site went")
