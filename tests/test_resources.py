@@ -471,6 +471,22 @@ def test_a_grant_shared_with_another_site_is_said_on_the_status_page_and_in_admi
     assert "127.0.0.1" in grant_page and ">localhost<" in grant_page
 
 
+def test_disconnecting_a_shared_grant_says_its_tokens_stay_for_the_other_site(
+    alice_client, accepting
+):
+    connect(alice_client)
+    alone = alice_client.get("/atlassian/disconnect/", HTTP_HOST=HOST).content.decode()
+    assert "deletes the tokens it keeps" in alone and "Your other sites keep" not in alone
+    connect(alice_client, host=OTHER_HOST)
+    shared = alice_client.get("/atlassian/disconnect/", HTTP_HOST=HOST).content.decode()
+    assert "Your other sites keep this Atlassian connection and its tokens." in shared
+    assert "deletes the tokens" not in shared
+    alice_client.post("/atlassian/disconnect/", HTTP_HOST=HOST)
+    # What the page promised: the other site's connection and the grant's tokens are still there.
+    assert Connection.objects.get().site.domain == OTHER_HOST
+    assert Grant.objects.get().access_token
+
+
 def test_three_sites_share_a_grant(alice_client, accepting, settings):
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "globex.example"]
     Site.objects.create(domain="globex.example", name="Globex")
