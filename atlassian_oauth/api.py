@@ -11,6 +11,12 @@ Atlassian guides written on requests-oauthlib: oauthlib adds the Bearer token to
 The session sends the connection's current access token, refreshes it first when it is about to
 expire, and on a 401 refreshes once and retries once. Tokens never leave this module except
 through ``get_access_token``, for code that brings its own HTTP client.
+
+Every session sends through the connection pools of the process's one ``requests.Session``
+(``client.http_session()``), so a connection to Atlassian is kept alive across sessions and
+requests instead of opened per ``get_session()``. ``get_access_token()`` costs one query (the
+grant's token columns); a session's request one more than ``get_session()``'s (the token as the
+row has it then: a connection removed meanwhile is not used), none while the session keeps it.
 """
 
 from __future__ import annotations
@@ -94,6 +100,15 @@ def get_connection(
 
 
 def _fresh(grant_id: int, *, margin: float, stale_version: int | None = None) -> refresh.FreshToken:
+    if stale_version is None:
+        # The common case in one narrow read (the row as it is now: a grant disconnected since
+        # the session was made is gone); only a token that is due goes the refresh path.
+        grant = refresh.token_row(grant_id)
+        if grant is None:
+            raise NotConnected("The connection was removed.")
+        token = refresh.current_token(grant, margin)
+        if token is not None:
+            return token
     try:
         return refresh.ensure_fresh(
             grant_id, actor=Event.Actor.APPLICATION, margin=margin, stale_version=stale_version
@@ -112,8 +127,23 @@ def get_access_token(
     user: AbstractBaseUser | AnonymousUser, site: Site | HttpRequest | None = None
 ) -> str:
     """A current access token of the user's connection, refreshed first if about to expire."""
-    connection = get_connection(user, site)
-    return _fresh(connection.grant_id, margin=REQUEST_MARGIN).access_token
+    if not user.is_authenticated:
+        raise NotConnected("An anonymous user has no Atlassian connection.")
+    tenant = _site(site)
+    # One query for the common case: the connection's grant, the columns a fresh token needs
+    # (``get()``: no ORDER BY, and the (user, site) pair is unique).
+    try:
+        grant = (
+            Grant.objects.filter(connections__user=user.pk, connections__site=tenant)
+            .only(*refresh.TOKEN_FIELDS)
+            .get()
+        )
+    except Grant.DoesNotExist:
+        raise NotConnected(f"This user has not connected Atlassian on {tenant.domain}.") from None
+    token = refresh.current_token(grant, REQUEST_MARGIN)
+    if token is None:
+        token = _fresh(grant.pk, margin=REQUEST_MARGIN)
+    return token.access_token
 
 
 class AtlassianSession(OAuth2Session):  # type: ignore[misc]  # requests-oauthlib is untyped
@@ -131,14 +161,26 @@ class AtlassianSession(OAuth2Session):  # type: ignore[misc]  # requests-oauthli
         self.connection = connection
         self.headers["Accept"] = "application/json"
         self.headers["User-Agent"] = client.USER_AGENT
+        # The process's connection pools (thread-safe, as requests' HTTPAdapter is): a kept-alive
+        # connection to Atlassian serves every session, instead of a new one per get_session().
+        for prefix, adapter in client.http_session().adapters.items():
+            self.mount(prefix, adapter)
         self._fresh_token: refresh.FreshToken | None = None
+        self._resources: list[Resource] | None = None
 
     def __repr__(self) -> str:
         return f"<AtlassianSession connection={self.connection.pk}>"
 
+    def close(self) -> None:
+        """Nothing to close: the connection pools are the process's, shared by every session
+        (``client.reset_session()`` closes them)."""
+
     @property
     def resources(self) -> list[Resource]:
-        return list(self.connection.grant.resources.all())
+        """The connection's Atlassian sites, read once per session."""
+        if self._resources is None:
+            self._resources = list(self.connection.grant.resources.all())
+        return self._resources
 
     def default_site(self, product: str = "jira") -> Resource:
         """The connection's default site for ``product`` ("jira", "confluence"): the one the

@@ -49,28 +49,34 @@ def emit(
     account_id: str = "",
     details: Mapping[str, Any] | None = None,
     collapse: bool = False,
-) -> Event:
+    record: bool = True,
+) -> Event | None:
     """Write the event and, on commit, send the kind's signal with ``arguments`` and ``actor``.
 
     ``arguments`` must be exactly the signal's documented arguments (``actor`` aside);
-    ``message`` and ``details`` must hold no token, code or secret.
+    ``message`` and ``details`` must hold no token, code or secret. ``record=False``: the
+    signal only, no row (a routine refresh: the log grows with state changes, not with those);
+    returns the row written, if any.
     """
     signal, sender = SIGNALS[kind]
     expected = signals.ARGUMENTS[kind] - {"actor"}
     if set(arguments) != expected:
         raise TypeError(f"The {kind} signal takes {sorted(expected)}, not {sorted(arguments)}.")
-    event = _record(
-        kind,
-        actor=actor,
-        message=message,
-        user=user,
-        site=site,
-        grant=grant,
-        account_id=account_id,
-        details=dict(details or {}),
-        collapse=collapse,
-    )
+    event = None
+    if record:
+        event = _record(
+            kind,
+            actor=actor,
+            message=message,
+            user=user,
+            site=site,
+            grant=grant,
+            account_id=account_id,
+            details=dict(details or {}),
+            collapse=collapse,
+        )
     sent = dict(arguments)
+    # After the row: outside a transaction on_commit runs at once, and receivers may read it.
     transaction.on_commit(lambda: signal.send(sender=sender, actor=actor, **sent))
     return event
 

@@ -2,10 +2,17 @@
 
 At most one refresh of a grant is in flight anywhere. A worker claims the grant with a
 compare-and-swap UPDATE on its lease columns (atomic on SQLite, PostgreSQL and MariaDB alike, and
-across processes and hosts), re-reads the row, and only then calls Atlassian, with no database
-transaction open. The rotated tokens are written by a second compare-and-swap that also checks
-the version it read, so a worker whose lease ran out cannot overwrite a newer token. Everyone
-else waits for the version to change and returns the token the winner stored.
+across processes and hosts) that also reads the row back (``RETURNING``, where the database has
+it; a second query elsewhere), and only then calls Atlassian, with no database transaction open.
+The rotated tokens are written, and the lease released, by a second compare-and-swap that also
+checks the version it read, so a worker whose lease ran out cannot overwrite a newer token.
+Everyone else waits for the version to change and returns the token the winner stored. A routine
+refresh costs three queries: the caller's read, the claim, the write.
+
+A routine refresh (the beat's or application code's, of a healthy grant) writes no event row:
+``last_refreshed_at`` and ``version`` say when and how often; the ``refreshed`` signal fires all
+the same. A refresh that changes the grant's state (a failing grant recovering), that keeps an
+old refresh token (Atlassian sent none), or that a person asked for (admin, command) writes one.
 
 A worker that dies after Atlassian rotated the token but before storing it leaves the old
 refresh token in the row and a lease that expires after ``REFRESH_LOCK_TIMEOUT``; the next
@@ -17,13 +24,18 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import sqlite3
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.functions import Now
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -44,6 +56,8 @@ DEAD_GRANT = "Atlassian no longer accepts this grant; reconnect."
 NO_OFFLINE_ACCESS = "The grant has no refresh token (offline_access missing)."
 #: Failures worth a backoff that long, whatever the count says: an admin has to act.
 CONFIGURATION_BACKOFF = 3600.0
+#: Who a refresh is recorded for in the event log even when it changes no state.
+PEOPLE = frozenset({Event.Actor.USER, Event.Actor.ADMIN, Event.Actor.COMMAND})
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,35 @@ def backoff_seconds(failures: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+def current_token(grant: Grant, margin: float, now: datetime | None = None) -> FreshToken | None:
+    """The stored access token when it needs no refresh for ``margin`` seconds, else None;
+    raises ``ReconnectRequired`` for a dead grant. Reads only ``uuid``, ``access_token``,
+    ``access_token_expires_at``, ``version``, ``status`` and ``last_refreshed_at``."""
+    if grant.status == Grant.Status.NEEDS_RECONNECT:
+        raise ReconnectRequired(DEAD_GRANT)
+    return _token_of(grant) if _fresh_enough(grant, margin, now) else None
+
+
+#: The columns ``current_token`` reads (``uuid`` binds the access token's ciphertext).
+TOKEN_FIELDS = (
+    "uuid",
+    "access_token",
+    "access_token_expires_at",
+    "version",
+    "status",
+    "last_refreshed_at",
+)
+
+
+def token_row(grant_id: int) -> Grant | None:
+    """The grant with the columns ``current_token`` reads, in one query; None if it is gone."""
+    try:
+        # get(), not first(): no ORDER BY for a primary key.
+        return Grant.objects.only(*TOKEN_FIELDS).get(pk=grant_id)
+    except Grant.DoesNotExist:
+        return None
+
+
 def ensure_fresh(
     grant_id: int,
     *,
@@ -79,19 +122,23 @@ def ensure_fresh(
     stale_version: int | None = None,
     wait: float | None = None,
     force: bool = False,
+    grant: Grant | None = None,
 ) -> FreshToken:
     """An access token of the grant valid for at least ``margin`` seconds, refreshing if needed.
 
     ``stale_version``: the caller saw this version's token fail (a 401); refresh unless the row
     has moved past it. ``force``: refresh now, however fresh the token, however recently it was
     renewed and even while backing off after a failure (an operator asked); still under the
-    lease, so a refresh another worker finishes first is the answer instead. Raises
+    lease, so a refresh another worker finishes first is the answer instead. ``grant``: the row
+    as the caller just read it (every column), saving the first read. Raises
     ``ReconnectRequired``, ``TemporarilyUnavailable`` or ``Grant.DoesNotExist``.
     """
     margin = conf.REFRESH_MARGIN if margin is None else margin
     deadline = time.monotonic() + (conf.REFRESH_WAIT if wait is None else wait)
+    loaded = grant
     while True:
-        grant = Grant.objects.get(pk=grant_id)
+        grant = loaded if loaded is not None else Grant.objects.get(pk=grant_id)
+        loaded = None
         now = timezone.now()
         if force and stale_version is None:
             # "Refresh unless someone moves past what we saw first": once, never twice at once.
@@ -145,7 +192,7 @@ def _just_refreshed(grant: Grant, now: datetime) -> bool:
 
 def still_valid_token(grant_id: int) -> FreshToken | None:
     """The stored access token if it has not expired yet: what to use when a refresh failed."""
-    grant = Grant.objects.filter(pk=grant_id).first()
+    grant = token_row(grant_id)
     if grant is None or grant.status == Grant.Status.NEEDS_RECONNECT or not is_fresh(grant, 0):
         return None
     return _token_of(grant)
@@ -158,33 +205,106 @@ def _token_of(grant: Grant) -> FreshToken:
     return FreshToken(token, grant.access_token_expires_at, grant.version)
 
 
-def _claim(grant_id: int) -> str | None:
-    """Take the grant's refresh lease if nobody holds a live one; the lease token, or None."""
+class _Lease(str):
+    """A claim on a grant's refresh: the lease token (as the row stores it), the row as the
+    claim read it back (``grant``), and whether it is still ``held`` (a write that matched
+    released it in the same UPDATE)."""
+
+    grant: Grant
+    held: bool
+
+    def __new__(cls, token: str, grant: Grant) -> _Lease:
+        lease = super().__new__(cls, token)
+        lease.grant, lease.held = grant, True
+        return lease
+
+
+def _claim(grant_id: int) -> _Lease | None:
+    """Take the grant's refresh lease if nobody holds a live one; None when another worker
+    holds it. The lease carries the row as it is under the lease (one query where the
+    database returns rows from an UPDATE)."""
     lease = secrets.token_hex(16)
     # The database's clock, not this host's: hosts whose clocks disagree still agree on leases.
     lease_end = ExpressionWrapper(
         Now() + timedelta(seconds=conf.REFRESH_LOCK_TIMEOUT), output_field=DateTimeField()
     )
-    claimed = (
-        Grant.objects.filter(pk=grant_id)
-        .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=Now()))
-        .update(refresh_lock_token=lease, refresh_lock_until=lease_end)
+    claimable = Grant.objects.filter(pk=grant_id).filter(
+        Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=Now())
     )
-    return lease if claimed else None
+    values = {"refresh_lock_token": lease, "refresh_lock_until": lease_end}
+    connection = connections[router.db_for_write(Grant)]
+    if _updates_return_rows(connection):
+        grant = _update_returning(claimable, values, connection)
+    elif claimable.update(**values):
+        # No UPDATE ... RETURNING (MySQL, MariaDB): the row under the lease, read apart.
+        grant = Grant.objects.get(pk=grant_id)
+    else:
+        grant = None
+    return None if grant is None else _Lease(lease, grant)
+
+
+def _updates_return_rows(connection: BaseDatabaseWrapper) -> bool:
+    # PostgreSQL has UPDATE ... RETURNING; SQLite since 3.35; MariaDB only for INSERT and
+    # DELETE, MySQL not at all. Django's QuerySet.update() returns a count either way.
+    if connection.vendor == "postgresql":
+        return True
+    if connection.vendor == "sqlite":
+        return sqlite3.sqlite_version_info >= (3, 35)  # the library Django's backend uses
+    return False
+
+
+def _update_returning(
+    queryset: QuerySet[Grant], values: dict[str, object], connection: BaseDatabaseWrapper
+) -> Grant | None:
+    """``queryset.update(**values)`` for at most one row, returning the updated row (None when
+    none matched): the UPDATE Django compiles for the database, plus ``RETURNING``."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    statement, params = query.get_compiler(connection=connection).as_sql()
+    fields = Grant._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(str(column.column)) for column in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {columns}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    loaded = []
+    for model_field, value in zip(fields, row, strict=True):
+        # What Django's own SELECT would apply: the backend's converters (SQLite's datetimes,
+        # uuids), then the field's (the encrypted fields' Ciphertext).
+        column = model_field.get_col(Grant._meta.db_table)
+        for convert in (
+            *connection.ops.get_db_converters(column),
+            *model_field.get_db_converters(connection),
+        ):
+            value = convert(value, column, connection)
+        loaded.append(value)
+    return Grant.from_db(connection.alias, [f.attname for f in fields], loaded)
 
 
 def _release(grant_id: int, lease: str) -> None:
-    Grant.objects.filter(pk=grant_id, refresh_lock_token=lease).update(
+    Grant.objects.filter(pk=grant_id, refresh_lock_token=str(lease)).update(
         refresh_lock_token="", refresh_lock_until=None
     )
+    if isinstance(lease, _Lease):
+        lease.held = False
+
+
+#: What every write under the lease also sets: the lease released, in the same UPDATE.
+RELEASED = {"refresh_lock_token": "", "refresh_lock_until": None}
 
 
 def _refresh_claimed(
-    grant_id: int, lease: str, *, actor: Event.Actor, margin: float, stale_version: int | None
+    grant_id: int,
+    lease: _Lease,
+    *,
+    actor: Event.Actor,
+    margin: float,
+    stale_version: int | None,
 ) -> FreshToken:
+    # The row as the claim found it: another worker may have refreshed since our first look.
+    grant = lease.grant
     try:
-        # Re-read under the lease: another worker may have refreshed since our first look.
-        grant = Grant.objects.get(pk=grant_id)
         if grant.status == Grant.Status.NEEDS_RECONNECT:
             raise ReconnectRequired(DEAD_GRANT)
         moved_on = stale_version is not None and grant.version != stale_version
@@ -192,13 +312,15 @@ def _refresh_claimed(
             return _token_of(grant)
         return _call_atlassian(grant, lease, actor=actor)
     finally:
-        _release(grant_id, lease)
+        # Released already by the write that stored the outcome, unless that matched no row.
+        if lease.held:
+            _release(grant.pk, lease)
 
 
 # No variable of this frame or of what it calls (the client, the store, the ORM writing the
 # sealed tokens) goes into an error report.
 @sensitive_variables()
-def _call_atlassian(grant: Grant, lease: str, *, actor: Event.Actor) -> FreshToken:
+def _call_atlassian(grant: Grant, lease: _Lease, *, actor: Event.Actor) -> FreshToken:
     refresh_token = grant.refresh_token
     if not refresh_token:
         raise ReconnectRequired(NO_OFFLINE_ACCESS)
@@ -281,37 +403,42 @@ def _after_the_row_moved_on(grant_id: int) -> FreshToken:
 
 @sensitive_variables()
 def _write_tokens(
-    grant: Grant, lease: str, tokens: client.TokenResponse, *, actor: Event.Actor
+    grant: Grant, lease: _Lease, tokens: client.TokenResponse, *, actor: Event.Actor
 ) -> FreshToken:
     now = timezone.now()
     rotated = tokens.refresh_token is not None
+    recovered = bool(grant.refresh_failures) or grant.status != Grant.Status.ACTIVE
     grant.access_token = tokens.access_token
     if rotated:
         grant.refresh_token = tokens.refresh_token
     # Only these fields change; a stale writer (lease lost, row moved on) matches no row.
     access_field = Grant._meta.get_field("access_token")
     refresh_field = Grant._meta.get_field("refresh_token")
-    changes = {
-        "access_token": access_field.sealed_value(grant),
-        "refresh_token": refresh_field.sealed_value(grant),
-        "access_token_expires_at": now + timedelta(seconds=tokens.expires_in),
+    expires_at = now + timedelta(seconds=tokens.expires_in)
+    changes: dict[str, object] = {
+        "access_token_expires_at": expires_at,
         "last_refreshed_at": now,
         "refresh_failures": 0,
         "next_refresh_at": None,
         "last_error": "",
         "last_failure": Grant.Failure.NONE,
         "status": Grant.Status.ACTIVE,
-        "version": F("version") + 1,
+        **RELEASED,
     }
-    if grant.refresh_failures or grant.status != Grant.Status.ACTIVE:
+    if recovered:
         changes["state_changed_at"] = now  # recovered: healthy from now on
     if rotated:
         changes["refresh_token_issued_at"] = now
     if tokens.scopes:
         changes["scopes"] = " ".join(tokens.scopes)
     written = Grant.objects.filter(
-        pk=grant.pk, refresh_lock_token=lease, version=grant.version
-    ).update(**changes)
+        pk=grant.pk, refresh_lock_token=str(lease), version=grant.version
+    ).update(
+        access_token=access_field.sealed_value(grant),
+        refresh_token=refresh_field.sealed_value(grant),
+        version=F("version") + 1,
+        **changes,
+    )
     if not written:
         # Our lease ran out and another worker wrote first: its refresh token is the one kept.
         # The access token Atlassian just gave us is valid all the same, so hand it out.
@@ -322,10 +449,13 @@ def _write_tokens(
             grant,
             actor,
         )
-        current = Grant.objects.get(pk=grant.pk)
-        expires_at = now + timedelta(seconds=tokens.expires_in)
+        current = Grant.objects.only("version").get(pk=grant.pk)
         return FreshToken(tokens.access_token, expires_at, current.version, renewed=True)
-    grant.refresh_from_db()
+    lease.held = False
+    # The row is what this write made it (the tokens are already set): no second read.
+    for name, value in changes.items():
+        setattr(grant, name, value)
+    grant.version += 1
     logger.info(
         "Refreshed grant %s (%s) [%s]: the access token now expires in %d s%s.",
         grant.pk,
@@ -342,22 +472,28 @@ def _write_tokens(
         + ("" if rotated else " (Atlassian sent no new refresh token; the old one is kept)"),
         details={"rotated": rotated, "expires_in": tokens.expires_in},
         arguments={"grant": grant},
+        # Routine refreshes leave no row (the grant's own columns say when); these do.
+        record=recovered or not rotated or actor in PEOPLE,
     )
-    return replace(_token_of(grant), renewed=True)
+    return FreshToken(tokens.access_token, expires_at, grant.version, renewed=True)
 
 
-def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> bool:
+def _mark_dead(grant: Grant, lease: _Lease, error: str, *, actor: Event.Actor) -> bool:
     """Mark the grant dead unless the row moved on (a reconnect meanwhile); True if marked."""
-    marked = Grant.objects.filter(pk=grant.pk, refresh_lock_token=lease, version=grant.version)
-    if not marked.update(
-        status=Grant.Status.NEEDS_RECONNECT,
-        last_error=error[:500],
-        next_refresh_at=None,
-        state_changed_at=timezone.now(),
-        version=F("version") + 1,
-    ):
+    changes: dict[str, object] = {
+        "status": Grant.Status.NEEDS_RECONNECT,
+        "last_error": error[:500],
+        "next_refresh_at": None,
+        "state_changed_at": timezone.now(),
+        **RELEASED,
+    }
+    marked = Grant.objects.filter(pk=grant.pk, refresh_lock_token=str(lease), version=grant.version)
+    if not marked.update(version=F("version") + 1, **changes):
         return False
-    grant.refresh_from_db()
+    lease.held = False
+    for name, value in changes.items():
+        setattr(grant, name, value)
+    grant.version += 1
     emit(
         Event.Kind.NEEDS_RECONNECT,
         actor=actor,
@@ -371,7 +507,7 @@ def _mark_dead(grant: Grant, lease: str, error: str, *, actor: Event.Actor) -> b
 
 def _mark_failed(
     grant: Grant,
-    lease: str,
+    lease: _Lease,
     error: str,
     *,
     actor: Event.Actor,
@@ -389,17 +525,21 @@ def _mark_failed(
     kind = Grant.Failure.CONFIGURATION if configuration else Grant.Failure.TRANSIENT
     # "Since": the first failure of a run, or the moment the kind of failure changed.
     changed = grant.refresh_failures == 0 or grant.last_failure != kind
+    changes: dict[str, object] = {
+        "refresh_failures": failures,
+        "next_refresh_at": retry_at,
+        "last_error": error[:500],
+        "last_failure": kind,
+        "state_changed_at": now if changed else grant.state_changed_at,
+        **RELEASED,
+    }
     if not Grant.objects.filter(
-        pk=grant.pk, refresh_lock_token=lease, version=grant.version
-    ).update(
-        refresh_failures=failures,
-        next_refresh_at=retry_at,
-        last_error=error[:500],
-        last_failure=kind,
-        state_changed_at=now if changed else grant.state_changed_at,
-    ):
+        pk=grant.pk, refresh_lock_token=str(lease), version=grant.version
+    ).update(**changes):
         return None
-    grant.refresh_from_db()
+    lease.held = False
+    for name, value in changes.items():
+        setattr(grant, name, value)
     emit(
         Event.Kind.REFRESH_FAILED,
         actor=actor,

@@ -268,36 +268,35 @@ def refresh_if_due(
     and calls nothing. Never raises for a dead, failing or deleted grant: the outcome says so.
     """
     now = now or timezone.now()
-    # The same keep-alive rule as the sweep's query, evaluated by the database for this row.
-    seen = (
-        Grant.objects.filter(pk=grant_id)
-        .annotate(idle=ExpressionWrapper(keepalive_due(now), output_field=BooleanField()))
-        .values(
-            "version",
-            "access_token_expires_at",
-            "idle",
-            "account_email",
-            "account_name",
-            "account_id",
-        )
-        .first()
+    # The whole row, read once (ensure_fresh starts from it), with the same keep-alive rule as
+    # the sweep's query, evaluated by the database for this row.
+    seen = next(
+        iter(
+            Grant.objects.filter(pk=grant_id).annotate(
+                idle=ExpressionWrapper(keepalive_due(now), output_field=BooleanField())
+            )[:1]
+        ),
+        None,
     )
     if seen is None:
         return Outcome(grant_id, Result.GONE)
-    version: int = seen["version"]
-    # What Grant.__str__ says, without loading the row's ciphertexts.
-    account = seen["account_email"] or seen["account_name"] or seen["account_id"]
-    expiring = seen["access_token_expires_at"] <= now + timedelta(seconds=conf.REFRESH_MARGIN)
-    idle = bool(seen["idle"])
+    version = seen.version
+    account = str(seen)
+    expiring = seen.access_token_expires_at <= now + timedelta(seconds=conf.REFRESH_MARGIN)
+    idle = bool(seen.idle)  # type: ignore[attr-defined]  # the annotation above
     try:
         if force:
-            token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version, force=True)
+            token = refresh.ensure_fresh(
+                grant_id, actor=actor, stale_version=version, force=True, grant=seen
+            )
         elif idle and not expiring:
             # The access token is fresh, so the margin would not refresh it: "refresh unless
             # someone already moved past this version" does, exactly once.
-            token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version)
+            token = refresh.ensure_fresh(grant_id, actor=actor, stale_version=version, grant=seen)
         else:
-            token = refresh.ensure_fresh(grant_id, actor=actor, margin=conf.REFRESH_MARGIN)
+            token = refresh.ensure_fresh(
+                grant_id, actor=actor, margin=conf.REFRESH_MARGIN, grant=seen
+            )
     except exceptions.ReconnectRequired as error:
         return Outcome(grant_id, Result.NEEDS_RECONNECT, str(error), account)
     except exceptions.TemporarilyUnavailable as error:

@@ -105,8 +105,8 @@ def test_the_session_refreshes_before_a_request_when_the_token_is_about_to_expir
     assert api_calls(fake_atlassian) == [("refresh", 200), ("jira", 200)]
     assert response.request.headers["Authorization"] == f"Bearer {stored_grant().access_token}"
     assert stored_grant().access_token != old
-    event = Event.objects.get(kind=Event.Kind.REFRESHED)
-    assert event.actor == Event.Actor.APPLICATION
+    # Routine: the refreshed signal fires, but no event row is written (issue 12).
+    assert not Event.objects.filter(kind=Event.Kind.REFRESHED).exists()
 
     # The session keeps the fresh token: no refresh for the next request.
     assert session.get(session.jira_url(MYSELF)).status_code == 200

@@ -469,8 +469,9 @@ def test_a_response_without_refresh_token_keeps_the_old_one(fake_atlassian):
     assert final.refresh_token != grant.refresh_token
     assert final.status == Grant.Status.ACTIVE
     assert fake_atlassian.counts["refresh"] == 3
+    # A refresh that keeps the old refresh token is worth a row; the routine one after is not.
     rotated = [e.details["rotated"] for e in Event.objects.order_by("pk")]
-    assert rotated == [False, False, True]
+    assert rotated == [False, False]
 
 
 # ---- every outcome's signal, with its documented arguments ----------------------------------
@@ -507,7 +508,9 @@ OUTCOMES: dict[str, tuple[Callable[..., type[Exception] | None], Event.Kind, set
 
 @pytest.mark.parametrize("outcome", list(OUTCOMES))
 @pytest.mark.parametrize("actor", [Event.Actor.BEAT, Event.Actor.APPLICATION])
-def test_every_outcome_writes_one_event_and_fires_one_signal(fake_atlassian, outcome, actor):
+def test_every_outcome_fires_one_signal_and_each_state_change_writes_one_event(
+    fake_atlassian, outcome, actor
+):
     arrange, kind, arguments = OUTCOMES[outcome]
     grant = connected_grant(fake_atlassian)
     expire(grant)
@@ -531,9 +534,28 @@ def test_every_outcome_writes_one_event_and_fires_one_signal(fake_atlassian, out
     if "retry_at" in arguments:
         assert isinstance(kwargs["retry_at"], datetime)
         assert kwargs["retry_at"] >= timezone.now() + timedelta(seconds=90 - SLACK)
+    stored = Grant.objects.get(pk=grant.pk)
+    # The grant the receivers get is the row as the outcome left it (no second read needed).
+    for name in ("version", "status", "refresh_failures", "next_refresh_at", "last_error"):
+        assert getattr(kwargs["grant"], name) == getattr(stored, name), name
+    assert kwargs["grant"].access_token == stored.access_token
+    assert kwargs["grant"].refresh_lock_token == stored.refresh_lock_token == ""
+    if outcome == "refreshed":
+        # A routine refresh of a healthy grant is no state change: no row (issue 12).
+        assert not Event.objects.exists()
+        return
     event = Event.objects.get()
     assert event.kind == kind and event.actor == actor
     assert event.grant_id == grant.pk and event.account_id == ADA_ACCOUNT_ID
+
+
+@pytest.mark.parametrize("actor", [Event.Actor.ADMIN, Event.Actor.COMMAND, Event.Actor.USER])
+def test_a_refresh_a_person_asked_for_writes_its_event(fake_atlassian, actor):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    refresh.ensure_fresh(grant.pk, actor=actor)
+    event = Event.objects.get()
+    assert (event.kind, event.actor, event.grant_id) == (Event.Kind.REFRESHED, actor, grant.pk)
 
 
 # ---- no secret anywhere ---------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_a_worker_whose_lease_ran_out_does_not_overwrite_the_newer_token(
     assert stored.access_token == newer.access_token == second.access_token
     assert stored.version == newer.version
     assert stored.status == Grant.Status.ACTIVE
-    assert Event.objects.filter(grant=stored, kind=Event.Kind.REFRESHED).count() == 1
+    # One write (the version above); routine refreshes leave no event row (issue 12).
+    assert not Event.objects.filter(grant=stored, kind=Event.Kind.REFRESHED).exists()
     # The late worker still hands out the (valid) access token Atlassian gave it.
     assert late["token"].access_token not in (second.access_token, before.access_token)
 

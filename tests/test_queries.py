@@ -1,0 +1,177 @@
+"""The query counts of the hot paths (issue 12), as ordinary tests: they must stay constant.
+
+``make bench`` measures the time these paths take; here only what must not grow: the queries
+of a refresh, of ``get_access_token``, of a session's request and its ``jira_url()``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.sites.models import Site
+from django.db import connection
+from django.utils import timezone
+
+from atlassian_oauth import api, refresh, sweep
+from atlassian_oauth.fields import Ciphertext
+from atlassian_oauth.models import Event, Grant
+from atlassian_oauth.testing import ACME_CLOUD_ID
+from tests.refresh_helpers import connected_grant, expire
+
+pytestmark = pytest.mark.django_db
+
+MYSELF = "rest/api/3/myself"
+
+
+def returns_from_update() -> bool:
+    return refresh._updates_return_rows(connection)
+
+
+@pytest.fixture
+def alice_on_localhost(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    user = get_user_model().objects.get(username="alice")
+    return user, Site.objects.get(domain="localhost"), grant
+
+
+def test_a_routine_refresh_costs_three_queries(fake_atlassian, django_assert_num_queries):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    # The read, the claim (reading the row back), the write (releasing the lease); no event
+    # row, no second read. Without UPDATE ... RETURNING (MySQL, MariaDB) the claim reads apart.
+    with django_assert_num_queries(3 if returns_from_update() else 4):
+        outcome = sweep.refresh_if_due(grant.pk, actor=Event.Actor.BEAT)
+    assert outcome.result == sweep.Result.REFRESHED
+    stored = Grant.objects.get(pk=grant.pk)
+    assert stored.version == grant.version + 1 and stored.refresh_lock_token == ""
+    assert fake_atlassian.counts["refresh"] == 1
+
+
+def test_a_grant_that_is_not_due_costs_one_query(fake_atlassian, django_assert_num_queries):
+    grant = connected_grant(fake_atlassian)
+    with django_assert_num_queries(1):
+        outcome = sweep.refresh_if_due(grant.pk, actor=Event.Actor.BEAT)
+    assert outcome.result == sweep.Result.FRESH
+
+
+def test_a_recovering_refresh_adds_only_its_event(fake_atlassian, django_assert_num_queries):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    Grant.objects.filter(pk=grant.pk).update(refresh_failures=2, next_refresh_at=None)
+    with django_assert_num_queries(4 if returns_from_update() else 5):
+        outcome = sweep.refresh_if_due(grant.pk, actor=Event.Actor.BEAT)
+    assert outcome.result == sweep.Result.REFRESHED
+    assert Event.objects.get().kind == Event.Kind.REFRESHED
+
+
+def test_the_claim_reads_the_row_back_as_a_select_would(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    lease = refresh._claim(grant.pk)
+    assert lease is not None
+    claimed, selected = lease.grant, Grant.objects.get(pk=grant.pk)
+    for field in Grant._meta.concrete_fields:
+        if field.name in ("access_token", "refresh_token"):
+            continue
+        value, expected = getattr(claimed, field.attname), getattr(selected, field.attname)
+        assert value == expected and type(value) is type(expected), field.name
+    assert claimed.refresh_lock_token == str(lease)
+    assert claimed.refresh_lock_until is not None and claimed.refresh_lock_until > timezone.now()
+    # The ciphertexts come back as ciphertexts, bound to the row: they decrypt.
+    assert isinstance(claimed.__dict__["access_token"], Ciphertext)
+    assert claimed.access_token == selected.access_token
+    assert claimed.refresh_token == selected.refresh_token
+    assert refresh._claim(grant.pk) is None  # held: nobody else claims it
+
+
+def test_get_access_token_of_a_fresh_token_is_one_query(
+    alice_on_localhost, django_assert_num_queries
+):
+    user, site, grant = alice_on_localhost
+    with django_assert_num_queries(1) as captured:
+        token = api.get_access_token(user, site)
+    assert token == Grant.objects.get(pk=grant.pk).access_token
+    (query,) = captured.captured_queries
+    assert "ORDER BY" not in query["sql"]
+    assert "refresh_token" not in query["sql"]  # only the columns a fresh token needs
+
+
+def test_get_access_token_refreshes_a_due_token(alice_on_localhost, fake_atlassian):
+    user, site, grant = alice_on_localhost
+    expire(grant)
+    token = api.get_access_token(user, site)
+    assert token == Grant.objects.get(pk=grant.pk).access_token != grant.access_token
+    assert fake_atlassian.counts["refresh"] == 1
+
+
+def test_get_access_token_says_who_is_not_connected(alice_on_localhost, django_user_model):
+    _, site, _ = alice_on_localhost
+    bob = django_user_model.objects.create(username="bob")
+    with pytest.raises(api.NotConnected, match="has not connected Atlassian on localhost"):
+        api.get_access_token(bob, site)
+
+
+def test_a_dead_grant_gets_no_token(alice_on_localhost):
+    user, site, grant = alice_on_localhost
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NEEDS_RECONNECT)
+    with pytest.raises(api.ReconnectRequired):
+        api.get_access_token(user, site)
+
+
+def test_a_session_request_costs_two_queries_and_jira_url_one_per_session(
+    alice_on_localhost, fake_atlassian, django_assert_num_queries
+):
+    user, site, _ = alice_on_localhost
+    url = api.jira_url(ACME_CLOUD_ID, MYSELF)
+    # The connection with its grant, then the token as the row has it when the request goes.
+    with django_assert_num_queries(2):
+        assert api.get_session(user, site).get(url).status_code == 200
+    session = api.get_session(user, site)
+    with django_assert_num_queries(1):
+        first = session.jira_url(MYSELF)
+    with django_assert_num_queries(0):
+        assert session.jira_url(MYSELF) == first == url
+        assert session.confluence_url("wiki", cloud_id="x").endswith("/ex/confluence/x/wiki")
+    # The token is kept too: the next request of the session needs no query.
+    session.get(url)
+    with django_assert_num_queries(0):
+        assert session.get(url).status_code == 200
+
+
+def test_sessions_share_one_kept_alive_connection(alice_on_localhost, fake_atlassian, monkeypatch):
+    from urllib3.connection import HTTPConnection
+
+    from atlassian_oauth import client
+
+    connects: list[object] = []
+    connect = HTTPConnection.connect
+
+    def counting(self: HTTPConnection) -> None:
+        connects.append(self)
+        connect(self)
+
+    monkeypatch.setattr(HTTPConnection, "connect", counting)
+    user, site, _ = alice_on_localhost
+    url = api.jira_url(ACME_CLOUD_ID, MYSELF)
+    client.reset_session()
+    for _ in range(3):
+        with api.get_session(user, site) as session:  # closing keeps the process's pools
+            assert session.get(url).status_code == 200
+    assert len(connects) == 1, "a session opened a connection of its own"
+    assert session.adapters["http://"] is client.http_session().adapters["http://"]
+
+
+def test_an_expired_session_token_is_renewed_through_the_refresh(
+    alice_on_localhost, fake_atlassian
+):
+    user, site, grant = alice_on_localhost
+    session = api.get_session(user, site)
+    url = api.jira_url(ACME_CLOUD_ID, MYSELF)
+    assert session.get(url).status_code == 200
+    Grant.objects.filter(pk=grant.pk).update(
+        access_token_expires_at=timezone.now() + timedelta(seconds=30)
+    )
+    session._fresh_token = None  # as a session made after the token got close to expiry
+    assert session.get(url).status_code == 200
+    assert fake_atlassian.counts["refresh"] == 1
