@@ -29,6 +29,10 @@ the beat entries with one line in settings (see ``atlassian_oauth.beat``)::
   apart (and at most one a second per worker); each reads accessible-resources with the grant's
   token (through the one refresh path) and stores what it lists (``resources.sync``).
 
+After each refresh task the database connections it used are tidied the way Django tidies them
+after a request (``close_old_connections``): one that broke is closed, one is kept as long as
+``CONN_MAX_AGE`` says. That only matters with ``CELERY_DB_REUSE_MAX`` set, which keeps Celery
+from closing them itself around every task (docs/celery.md: the recommended worker setup).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import connections
 
 from . import resources, sweep
 from .beat import (
@@ -112,6 +117,8 @@ def refresh_grants(grant_ids: list[int], offsets: list[float] | None = None) -> 
             ", ".join(str(grant_id) for grant_id in left),
         )
         results += [sweep.Result.FAILED.value] * len(left)
+    finally:
+        _tidy_connections()
     return results
 
 
@@ -134,8 +141,18 @@ def refresh_grant(grant_id: int, force: bool = False, actor: str = Event.Actor.B
             grant_id,
         )
         return sweep.Result.FAILED.value
+    finally:
+        _tidy_connections()
     _log_outcome(outcome)
     return outcome.result.value
+
+
+def _tidy_connections() -> None:
+    # Django's close_old_connections(), minus connections inside a transaction (a test's, or a
+    # caller's that runs the task eagerly): those are not the task's to close.
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 def _log_outcome(outcome: sweep.Outcome) -> None:

@@ -121,6 +121,11 @@ def postgres_cpu() -> float:
     return sum(tree_cpu(pid) for pid in postmasters)
 
 
+def backends_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each of these PostgreSQL backends (those still alive)."""
+    return {pid: cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
