@@ -301,6 +301,11 @@ class AppFilter(GrantFieldFilter):
     parameter_name = "app"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, Any]]:
+        # A page asks twice (its list, and the health summary's copy of the list's filters),
+        # and the distinct client ids are a read of every grant: once per request.
+        cached: list[tuple[str, str]] | None = getattr(request, self._CACHE, None)
+        if cached is not None:
+            return cached
         grants = Grant.objects.all()
         sites = allowed_sites(request)
         if sites is not None:
@@ -313,10 +318,14 @@ class AppFilter(GrantFieldFilter):
                 "client_id", "site__domain"
             )
         )
-        return [
+        choices = [
             (client_id, f"{client_id} ({named[client_id]})" if client_id in named else client_id)
             for client_id in client_ids
         ]
+        setattr(request, self._CACHE, choices)
+        return choices
+
+    _CACHE = "_atlassian_oauth_app_choices"
 
     def choice_q(self, value: str, now: datetime) -> Q | None:
         return self.q(client_id=value)

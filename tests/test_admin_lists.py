@@ -374,6 +374,21 @@ def test_query_counts_do_not_grow_with_the_rows(admin_client, settings, path):
     assert queries_for(admin_client, path) == at_10
 
 
+def test_the_grant_list_counts_without_a_join_and_reads_the_apps_once(admin_client, settings):
+    del settings.CELERY_BROKER_URL
+    many_connections(20, Site.objects.get(domain="localhost"))
+    get(admin_client, GRANTS)  # warm the session, content types, site caches
+    with CaptureQueriesContext(db) as captured:
+        get(admin_client, GRANTS)
+    sql = [query["sql"].upper() for query in captured.captured_queries]
+    counts = [q for q in sql if q.startswith("SELECT COUNT(")]
+    assert counts, sql
+    for count in counts:
+        assert " JOIN " not in count and "GROUP BY" not in count, count
+    # The app filter's choices (every grant's client id) are read once, not once per filter set.
+    assert sum("DISTINCT" in q and "CLIENT_ID" in q for q in sql) == 1, sql
+
+
 def add_beat_events() -> None:
     Event.objects.bulk_create(
         [
