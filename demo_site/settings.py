@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import django
 import environ
 
 from atlassian_oauth.beat import BEAT_SCHEDULE as ATLASSIAN_OAUTH_BEAT_SCHEDULE
@@ -89,9 +90,15 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share the file: wait for a writer instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = env.float(
-        "SQLITE_TIMEOUT", default=20.0
-    )
+    sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    sqlite_options["timeout"] = env.float("SQLITE_TIMEOUT", default=20.0)
+    if django.VERSION >= (5, 1):
+        # A transaction that reads and then writes fails at once with "database is locked"
+        # when another process writes in between (SQLite cannot wait on a lock upgrade):
+        # IMMEDIATE takes the write lock at BEGIN, so the timeout above applies. WAL lets
+        # readers go on while one process writes.
+        sqlite_options["transaction_mode"] = "IMMEDIATE"
+        sqlite_options["init_command"] = "PRAGMA journal_mode=WAL;"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # Django stores UTC; make the server's own clock (NOW(), used for refresh leases) agree.
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "SET time_zone = '+00:00'"
