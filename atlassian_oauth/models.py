@@ -85,6 +85,14 @@ def keepalive_due(now: datetime) -> models.Q:
     )
 
 
+def keepalive_is_due(grant: Grant, now: datetime) -> bool:
+    """``keepalive_due`` for one loaded grant, in Python (the same rule: a test holds them
+    equal), so a refresh needs no query to ask it."""
+    cutoff = now - timedelta(seconds=conf.KEEPALIVE_AFTER)
+    issued, refreshed = grant.refresh_token_issued_at, grant.last_refreshed_at
+    return issued is not None and issued <= cutoff and (refreshed is None or refreshed <= cutoff)
+
+
 #: Atlassian announced (2022) that a consent ends 365 days after it was given.
 CONSENT_LIFETIME_DAYS = 365
 

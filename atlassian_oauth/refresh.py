@@ -26,14 +26,15 @@ import random
 import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import DateTimeField, ExpressionWrapper, Field, Q, QuerySet
 from django.db.models.functions import Now
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -107,11 +108,7 @@ TOKEN_FIELDS = (
 
 def token_row(grant_id: int) -> Grant | None:
     """The grant with the columns ``current_token`` reads, in one query; None if it is gone."""
-    try:
-        # get(), not first(): no ORDER BY for a primary key.
-        return Grant.objects.only(*TOKEN_FIELDS).get(pk=grant_id)
-    except Grant.DoesNotExist:
-        return None
+    return read_grant(grant_id, TOKEN_FIELDS)
 
 
 def ensure_fresh(
@@ -137,8 +134,10 @@ def ensure_fresh(
     deadline = time.monotonic() + (conf.REFRESH_WAIT if wait is None else wait)
     loaded = grant
     while True:
-        grant = loaded if loaded is not None else Grant.objects.get(pk=grant_id)
+        grant = loaded if loaded is not None else read_grant(grant_id)
         loaded = None
+        if grant is None:
+            raise Grant.DoesNotExist(f"Grant {grant_id} does not exist.")
         now = timezone.now()
         if force and stale_version is None:
             # "Refresh unless someone moves past what we saw first": once, never twice at once.
@@ -205,6 +204,102 @@ def _token_of(grant: Grant) -> FreshToken:
     return FreshToken(token, grant.access_token_expires_at, grant.version)
 
 
+# ---- the refresh's statements, compiled once -------------------------------------------------
+# A refresh is three statements on one row by primary key. Compiling them through the ORM costs
+# more CPU than running them (about a millisecond each on a small machine), so they are built
+# once per database from the model's metadata: names quoted by the backend, values prepared by
+# each field as QuerySet.update() prepares them, rows converted as a SELECT converts them.
+
+_statements: dict[tuple[str, str, object], tuple[str, list[Any]]] = {}
+
+
+def _connection() -> BaseDatabaseWrapper:
+    return connections[router.db_for_write(Grant)]
+
+
+def _columns(connection: BaseDatabaseWrapper, names: tuple[str, ...] | None = None) -> str:
+    fields = _fields(names)
+    return ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+
+
+def _fields(names: tuple[str, ...] | None = None) -> list[Field[Any, Any]]:
+    fields = Grant._meta.concrete_fields
+    if names is None:
+        return list(fields)
+    wanted = {"id", *names}
+    return [field for field in fields if field.attname in wanted]
+
+
+def _grant_of(
+    row: Sequence[object], connection: BaseDatabaseWrapper, names: tuple[str, ...] | None = None
+) -> Grant:
+    """The model instance of a row of ``_columns(connection, names)``: the backend's converters
+    (SQLite's datetimes, uuids), then the field's (the encrypted fields' Ciphertext); the
+    columns not read are deferred."""
+    fields = _fields(names)
+    loaded = []
+    for model_field, value in zip(fields, row, strict=True):
+        column = model_field.get_col(Grant._meta.db_table)
+        for convert in (
+            *connection.ops.get_db_converters(column),
+            *model_field.get_db_converters(connection),
+        ):
+            value = convert(value, column, connection)
+        loaded.append(value)
+    return Grant.from_db(connection.alias, [f.attname for f in fields], loaded)
+
+
+def read_grant(grant_id: int, names: tuple[str, ...] | None = None) -> Grant | None:
+    """The grant (only ``names`` and its id, else every column), by primary key; None if gone."""
+    connection = _connection()
+    key = ("select", connection.alias, names)
+    statement = _statements.get(key)
+    if statement is None:
+        table = connection.ops.quote_name(Grant._meta.db_table)
+        pk = connection.ops.quote_name(str(Grant._meta.pk.column))
+        # Names from the model's metadata, quoted by the backend; the value is a parameter.
+        sql = f"SELECT {_columns(connection, names)} FROM {table} WHERE {pk} = %s"  # noqa: S608
+        statement = _statements[key] = (sql, [])
+    with connection.cursor() as cursor:
+        cursor.execute(statement[0], [grant_id])
+        row = cursor.fetchone()
+    return None if row is None else _grant_of(row, connection, names)
+
+
+def _write(
+    grant_id: int, where: dict[str, object], values: dict[str, object], *, bump: bool = False
+) -> int:
+    """``Grant.objects.filter(pk=grant_id, **where).update(**values)`` (plus ``version =
+    version + 1`` when ``bump``), as one statement without the ORM's compiling; the rows
+    written."""
+    connection = _connection()
+    quote = connection.ops.quote_name
+    meta = Grant._meta
+    assignments: list[str] = []
+    params: list[Any] = []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(str(field.column))} = %s")  # type: ignore[union-attr]
+        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    if bump:
+        version = quote(str(meta.get_field("version").column))
+        assignments.append(f"{version} = {version} + 1")
+    conditions = [f"{quote(str(meta.pk.column))} = %s"]
+    params.append(grant_id)
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{quote(str(field.column))} = %s")  # type: ignore[union-attr]
+        params.append(field.get_db_prep_value(value, connection))  # type: ignore[union-attr]
+    # Names from the model's metadata, quoted by the backend; values are parameters.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+        f"WHERE {' AND '.join(conditions)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
 class _Lease(str):
     """A claim on a grant's refresh: the lease token (as the row stores it), the row as the
     claim read it back (``grant``), and whether it is still ``held`` (a write that matched
@@ -224,23 +319,53 @@ def _claim(grant_id: int) -> _Lease | None:
     holds it. The lease carries the row as it is under the lease (one query where the
     database returns rows from an UPDATE)."""
     lease = secrets.token_hex(16)
+    connection = _connection()
+    if _updates_return_rows(connection):
+        grant = _claim_returning(grant_id, lease, connection)
+    elif _claimable(grant_id).update(**_claim_values(lease)):
+        # No UPDATE ... RETURNING (MySQL, MariaDB): the row under the lease, read apart.
+        grant = read_grant(grant_id)
+    else:
+        grant = None
+    return None if grant is None else _Lease(lease, grant)
+
+
+def _claimable(grant_id: int) -> QuerySet[Grant]:
+    return Grant.objects.filter(pk=grant_id).filter(
+        Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=Now())
+    )
+
+
+def _claim_values(lease: str) -> dict[str, object]:
     # The database's clock, not this host's: hosts whose clocks disagree still agree on leases.
     lease_end = ExpressionWrapper(
         Now() + timedelta(seconds=conf.REFRESH_LOCK_TIMEOUT), output_field=DateTimeField()
     )
-    claimable = Grant.objects.filter(pk=grant_id).filter(
-        Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=Now())
-    )
-    values = {"refresh_lock_token": lease, "refresh_lock_until": lease_end}
-    connection = connections[router.db_for_write(Grant)]
-    if _updates_return_rows(connection):
-        grant = _update_returning(claimable, values, connection)
-    elif claimable.update(**values):
-        # No UPDATE ... RETURNING (MySQL, MariaDB): the row under the lease, read apart.
-        grant = Grant.objects.get(pk=grant_id)
-    else:
-        grant = None
-    return None if grant is None else _Lease(lease, grant)
+    return {"refresh_lock_token": lease, "refresh_lock_until": lease_end}
+
+
+#: Stand-ins the claim is compiled with, replaced by the real lease and id at each claim.
+_LEASE_MARK, _ID_MARK = "atlassian-oauth-lease-to-be", -918273645
+
+
+def _claim_returning(grant_id: int, lease: str, connection: BaseDatabaseWrapper) -> Grant | None:
+    """The claim's UPDATE, as Django compiles it for the database (once per lease timeout),
+    plus ``RETURNING`` every column: the row under the new lease, or None."""
+    key = ("claim", connection.alias, conf.REFRESH_LOCK_TIMEOUT)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = _statements[key] = _update_statement(
+            _claimable(_ID_MARK), _claim_values(_LEASE_MARK), connection
+        )
+    sql, template = statement
+    marks = {_LEASE_MARK: lease, _ID_MARK: grant_id}
+    params: list[Any] = [
+        marks.get(param, param) if isinstance(param, str | int) else param for param in template
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _grant_of(row, connection)
 
 
 def _updates_return_rows(connection: BaseDatabaseWrapper) -> bool:
@@ -253,39 +378,23 @@ def _updates_return_rows(connection: BaseDatabaseWrapper) -> bool:
     return False
 
 
-def _update_returning(
+def _update_statement(
     queryset: QuerySet[Grant], values: dict[str, object], connection: BaseDatabaseWrapper
-) -> Grant | None:
-    """``queryset.update(**values)`` for at most one row, returning the updated row (None when
-    none matched): the UPDATE Django compiles for the database, plus ``RETURNING``."""
+) -> tuple[str, list[Any]]:
+    """``queryset.update(**values)`` as the SQL Django compiles for the database, plus
+    ``RETURNING`` every column; its parameters (each stand-in in them exactly once)."""
     query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
     query.add_update_values(values)
     statement, params = query.get_compiler(connection=connection).as_sql()
-    fields = Grant._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(str(column.column)) for column in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {columns}", params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    loaded = []
-    for model_field, value in zip(fields, row, strict=True):
-        # What Django's own SELECT would apply: the backend's converters (SQLite's datetimes,
-        # uuids), then the field's (the encrypted fields' Ciphertext).
-        column = model_field.get_col(Grant._meta.db_table)
-        for convert in (
-            *connection.ops.get_db_converters(column),
-            *model_field.get_db_converters(connection),
-        ):
-            value = convert(value, column, connection)
-        loaded.append(value)
-    return Grant.from_db(connection.alias, [f.attname for f in fields], loaded)
+    template = list(params)
+    for mark in (_LEASE_MARK, _ID_MARK):
+        if template.count(mark) != 1:
+            raise RuntimeError(f"The claim compiled with {template!r}: cannot place its values.")
+    return f"{statement} RETURNING {_columns(connection)}", template
 
 
 def _release(grant_id: int, lease: str) -> None:
-    Grant.objects.filter(pk=grant_id, refresh_lock_token=str(lease)).update(
-        refresh_lock_token="", refresh_lock_until=None
-    )
+    _write(grant_id, {"refresh_lock_token": str(lease)}, dict(RELEASED))
     if isinstance(lease, _Lease):
         lease.held = False
 
@@ -431,13 +540,15 @@ def _write_tokens(
         changes["refresh_token_issued_at"] = now
     if tokens.scopes:
         changes["scopes"] = " ".join(tokens.scopes)
-    written = Grant.objects.filter(
-        pk=grant.pk, refresh_lock_token=str(lease), version=grant.version
-    ).update(
-        access_token=access_field.sealed_value(grant),
-        refresh_token=refresh_field.sealed_value(grant),
-        version=F("version") + 1,
-        **changes,
+    written = _write(
+        grant.pk,
+        {"refresh_lock_token": str(lease), "version": grant.version},
+        {
+            "access_token": access_field.sealed_value(grant),
+            "refresh_token": refresh_field.sealed_value(grant),
+            **changes,
+        },
+        bump=True,
     )
     if not written:
         # Our lease ran out and another worker wrote first: its refresh token is the one kept.
@@ -449,8 +560,9 @@ def _write_tokens(
             grant,
             actor,
         )
-        current = Grant.objects.only("version").get(pk=grant.pk)
-        return FreshToken(tokens.access_token, expires_at, current.version, renewed=True)
+        current = read_grant(grant.pk, ("version",))
+        version = grant.version + 1 if current is None else current.version
+        return FreshToken(tokens.access_token, expires_at, version, renewed=True)
     lease.held = False
     # The row is what this write made it (the tokens are already set): no second read.
     for name, value in changes.items():
@@ -487,8 +599,8 @@ def _mark_dead(grant: Grant, lease: _Lease, error: str, *, actor: Event.Actor) -
         "state_changed_at": timezone.now(),
         **RELEASED,
     }
-    marked = Grant.objects.filter(pk=grant.pk, refresh_lock_token=str(lease), version=grant.version)
-    if not marked.update(version=F("version") + 1, **changes):
+    where = {"refresh_lock_token": str(lease), "version": grant.version}
+    if not _write(grant.pk, where, changes, bump=True):
         return False
     lease.held = False
     for name, value in changes.items():
@@ -533,9 +645,7 @@ def _mark_failed(
         "state_changed_at": now if changed else grant.state_changed_at,
         **RELEASED,
     }
-    if not Grant.objects.filter(
-        pk=grant.pk, refresh_lock_token=str(lease), version=grant.version
-    ).update(**changes):
+    if not _write(grant.pk, {"refresh_lock_token": str(lease), "version": grant.version}, changes):
         return None
     lease.held = False
     for name, value in changes.items():

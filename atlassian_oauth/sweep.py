@@ -30,7 +30,7 @@ from django.utils import timezone
 from . import exceptions, refresh
 from .beat import SWEEP_INTERVAL
 from .conf import conf
-from .models import AuthorizationState, Event, Grant, Heartbeat, keepalive_due
+from .models import AuthorizationState, Event, Grant, Heartbeat, keepalive_is_due
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ SWEEP_HEARTBEAT = "sweep"
 def _planned(now: datetime | None) -> list[tuple[int, float]]:
     """Leave the heartbeat; ``(grant id, countdown)`` of each due grant, most urgent first."""
     now = now or timezone.now()
-    Heartbeat.objects.update_or_create(name=SWEEP_HEARTBEAT, defaults={"at": now})
+    # One UPDATE in the common case (update_or_create is a transaction of two statements).
+    if not Heartbeat.objects.filter(name=SWEEP_HEARTBEAT).update(at=now):
+        Heartbeat.objects.update_or_create(name=SWEEP_HEARTBEAT, defaults={"at": now})
     due = due_for_enqueue(now, sweep_limit())
     spread = _Spread.now()
     planned = [
@@ -268,22 +270,15 @@ def refresh_if_due(
     and calls nothing. Never raises for a dead, failing or deleted grant: the outcome says so.
     """
     now = now or timezone.now()
-    # The whole row, read once (ensure_fresh starts from it), with the same keep-alive rule as
-    # the sweep's query, evaluated by the database for this row.
-    seen = next(
-        iter(
-            Grant.objects.filter(pk=grant_id).annotate(
-                idle=ExpressionWrapper(keepalive_due(now), output_field=BooleanField())
-            )[:1]
-        ),
-        None,
-    )
+    # The whole row, read once (ensure_fresh starts from it); the sweep's keep-alive rule for
+    # it in Python (models.keepalive_is_due).
+    seen = refresh.read_grant(grant_id)
     if seen is None:
         return Outcome(grant_id, Result.GONE)
     version = seen.version
     account = str(seen)
     expiring = seen.access_token_expires_at <= now + timedelta(seconds=conf.REFRESH_MARGIN)
-    idle = bool(seen.idle)  # type: ignore[attr-defined]  # the annotation above
+    idle = keepalive_is_due(seen, now)
     try:
         if force:
             token = refresh.ensure_fresh(

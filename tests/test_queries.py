@@ -175,3 +175,43 @@ def test_an_expired_session_token_is_renewed_through_the_refresh(
     session._fresh_token = None  # as a session made after the token got close to expiry
     assert session.get(url).status_code == 200
     assert fake_atlassian.counts["refresh"] == 1
+
+
+def test_the_keepalive_rule_in_python_is_the_sweeps_rule_in_sql(oauth_settings):
+    from atlassian_oauth.models import keepalive_due, keepalive_is_due
+
+    oauth_settings(KEEPALIVE_AFTER=30 * 86400)
+    now = timezone.now()
+    day = timedelta(days=1)
+    cases = {
+        "fresh": {"refresh_token_issued_at": now, "last_refreshed_at": None},
+        "idle": {"refresh_token_issued_at": now - 31 * day, "last_refreshed_at": None},
+        "idle, refreshed lately": {
+            "refresh_token_issued_at": now - 31 * day,
+            "last_refreshed_at": now - day,
+        },
+        "idle, refreshed long ago": {
+            "refresh_token_issued_at": now - 40 * day,
+            "last_refreshed_at": now - 31 * day,
+        },
+        "never issued": {"refresh_token_issued_at": None, "last_refreshed_at": None},
+        "on the cutoff": {
+            "refresh_token_issued_at": now - 30 * day,
+            "last_refreshed_at": now - 30 * day,
+        },
+    }
+    grants = {
+        name: Grant.objects.create(
+            client_id="app",
+            account_id=name,
+            access_token="a",
+            refresh_token="r",
+            access_token_expires_at=now + day,
+            consented_at=now,
+            **fields,
+        )
+        for name, fields in cases.items()
+    }
+    in_sql = set(Grant.objects.filter(keepalive_due(now)).values_list("account_id", flat=True))
+    in_python = {name for name, grant in grants.items() if keepalive_is_due(grant, now)}
+    assert in_python == in_sql == {"idle", "idle, refreshed long ago", "on the cutoff"}
