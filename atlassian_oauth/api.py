@@ -131,15 +131,10 @@ def get_access_token(
         raise NotConnected("An anonymous user has no Atlassian connection.")
     tenant = _site(site)
     # One query for the common case: the connection's grant, the columns a fresh token needs
-    # (``get()``: no ORDER BY, and the (user, site) pair is unique).
-    try:
-        grant = (
-            Grant.objects.filter(connections__user=user.pk, connections__site=tenant)
-            .only(*refresh.TOKEN_FIELDS)
-            .get()
-        )
-    except Grant.DoesNotExist:
-        raise NotConnected(f"This user has not connected Atlassian on {tenant.domain}.") from None
+    # (no ORDER BY: the (user, site) pair is unique).
+    grant = refresh.connected_token_row(user.pk, tenant.pk)
+    if grant is None:
+        raise NotConnected(f"This user has not connected Atlassian on {tenant.domain}.")
     token = refresh.current_token(grant, REQUEST_MARGIN)
     if token is None:
         token = _fresh(grant.pk, margin=REQUEST_MARGIN)

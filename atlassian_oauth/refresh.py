@@ -44,7 +44,7 @@ from . import client
 from .conf import conf
 from .events import emit
 from .exceptions import ReconnectRequired, TemporarilyUnavailable
-from .models import RECENT_REFRESH, Event, Grant
+from .models import RECENT_REFRESH, Connection, Event, Grant
 from .oauth_apps import app_for_client_id
 
 logger = logging.getLogger(__name__)
@@ -217,9 +217,12 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[router.db_for_write(Grant)]
 
 
-def _columns(connection: BaseDatabaseWrapper, names: tuple[str, ...] | None = None) -> str:
-    fields = _fields(names)
-    return ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+def _columns(
+    connection: BaseDatabaseWrapper, names: tuple[str, ...] | None = None, table: str = ""
+) -> str:
+    quote = connection.ops.quote_name
+    prefix = f"{quote(table)}." if table else ""
+    return ", ".join(prefix + quote(str(field.column)) for field in _fields(names))
 
 
 def _fields(names: tuple[str, ...] | None = None) -> list[Field[Any, Any]]:
@@ -264,6 +267,33 @@ def read_grant(grant_id: int, names: tuple[str, ...] | None = None) -> Grant | N
         cursor.execute(statement[0], [grant_id])
         row = cursor.fetchone()
     return None if row is None else _grant_of(row, connection, names)
+
+
+def connected_token_row(user_id: int, site_id: int) -> Grant | None:
+    """``token_row`` of the grant of the (user, site) connection, in one query; None if none."""
+    connection = _connection()
+    key = ("connected", connection.alias, TOKEN_FIELDS)
+    statement = _statements.get(key)
+    if statement is None:
+        quote = connection.ops.quote_name
+        grants, links = Grant._meta, Connection._meta
+        link = {
+            name: quote(str(cast("Field[Any, Any]", links.get_field(name)).column))
+            for name in ("user", "site", "grant")
+        }
+        g, c = quote(grants.db_table), quote(links.db_table)
+        pk = quote(str(grants.pk.column))
+        # Names from the models' metadata, quoted by the backend; the values are parameters.
+        sql = (
+            f"SELECT {_columns(connection, TOKEN_FIELDS, grants.db_table)} FROM {g} "  # noqa: S608
+            f"INNER JOIN {c} ON ({c}.{link['grant']} = {g}.{pk}) "
+            f"WHERE {c}.{link['user']} = %s AND {c}.{link['site']} = %s"
+        )
+        statement = _statements[key] = (sql, [])
+    with connection.cursor() as cursor:
+        cursor.execute(statement[0], [user_id, site_id])
+        row = cursor.fetchone()
+    return None if row is None else _grant_of(row, connection, TOKEN_FIELDS)
 
 
 def _write(

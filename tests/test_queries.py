@@ -7,6 +7,7 @@ of a refresh, of ``get_access_token``, of a session's request and its ``jira_url
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -183,7 +184,7 @@ def test_the_keepalive_rule_in_python_is_the_sweeps_rule_in_sql(oauth_settings):
     oauth_settings(KEEPALIVE_AFTER=30 * 86400)
     now = timezone.now()
     day = timedelta(days=1)
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "fresh": {"refresh_token_issued_at": now, "last_refreshed_at": None},
         "idle": {"refresh_token_issued_at": now - 31 * day, "last_refreshed_at": None},
         "idle, refreshed lately": {
