@@ -229,7 +229,7 @@ def _fields(names: tuple[str, ...] | None = None) -> list[Field[Any, Any]]:
     fields = Grant._meta.concrete_fields
     if names is None:
         return list(fields)
-    wanted = {"id", *names}
+    wanted = {Grant._meta.pk.attname, *names}
     return [field for field in fields if field.attname in wanted]
 
 
