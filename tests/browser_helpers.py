@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from django.db import connections
@@ -45,3 +46,11 @@ def browser_page(chromium_path: str, base_url: str, **context_options: Any) -> I
             # them a connection of their own (per context); close it, or PostgreSQL refuses to
             # drop the test database at the end of the session.
             connections.close_all()
+
+
+def shoot(page: Page, path: Path, what: str) -> None:
+    """A full-page screenshot at ``path``, its path printed (to look at it), checked as a PNG."""
+    page.screenshot(path=path, full_page=True)
+    print(f"\nscreenshot of {what}: {path}")
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000

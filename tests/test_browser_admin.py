@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from atlassian_oauth.models import GrantHealth
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from tests.admin_helpers import OWNERS, every_state
-from tests.browser_helpers import browser_page
+from tests.browser_helpers import browser_page, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -47,13 +47,6 @@ def page(chromium_path: str, admin_url: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see browser_page
     with browser_page(chromium_path, admin_url, viewport={"width": WIDTH, "height": 900}) as opened:
         yield opened
-
-
-def shoot(page: Page, path: Path, what: str) -> None:
-    page.screenshot(path=path, full_page=True)
-    print(f"\nscreenshot of {what}: {path}")
-    data = path.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
 
 
 def assert_nothing_cut_off(page: Page) -> None:

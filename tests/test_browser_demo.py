@@ -18,7 +18,7 @@ from atlassian_oauth.models import Grant
 from atlassian_oauth.testing import ADA_ACCOUNT_ID, DEFAULT_CLIENT_ID
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from demo_site.demo_data import seed
-from tests.browser_helpers import browser_page
+from tests.browser_helpers import browser_page, shoot
 from tests.refresh_helpers import expire
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,13 +45,6 @@ def page(chromium_path: str, demo_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see browser_page
     with browser_page(chromium_path, demo_url, viewport={"width": WIDTH, "height": 800}) as opened:
         yield opened
-
-
-def shoot(page: Page, path: Path, what: str) -> None:
-    page.screenshot(path=path, full_page=True)
-    print(f"\nscreenshot of {what}: {path}")
-    data = path.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
 
 
 def issues_card(page: Page) -> Locator:
