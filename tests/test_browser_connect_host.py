@@ -22,8 +22,8 @@ from atlassian_oauth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from demo_site.connect_host import CONNECT_HOST, CONNECT_HOST_NAME, connect_host_callback_url
 from demo_site.demo_data import FAKE_APP_NAME, seed
-from tests.browser_helpers import browser_page
-from tests.test_browser_demo import connect_button, issues_card, log_in_as_alice, shoot
+from tests.browser_helpers import browser_page, shoot
+from tests.test_browser_demo import connect_button, issues_card, log_in_as_alice
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from atlassian_oauth.models import Connection, Grant, Resource
 from atlassian_oauth.testing import ACME_CLOUD_ID, ADA_ACCOUNT_ID
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from tests.admin_helpers import OWNERS, every_state
-from tests.browser_helpers import browser_page
+from tests.browser_helpers import browser_page, shoot
 from tests.refresh_helpers import connected_grant
 from tests.test_browser_admin import assert_nothing_cut_off
 from tests.test_browser_demo import (  # noqa: F401  # demo_url and page are fixtures
@@ -31,7 +31,6 @@ from tests.test_browser_demo import (  # noqa: F401  # demo_url and page are fix
     issues_card,
     log_in_as_alice,
     page,
-    shoot,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
