@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo demo-reset test test-django42 test-mysql lint typecheck migrations-check pytest build clean mutation
+.PHONY: demo demo-reset test test-django42 test-mysql lint typecheck migrations-check pytest build clean mutation screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,17 @@ mutation: $(VENV)/.mutation-installed
 	cd $(MUTATION_DIR) && env -u DATABASE_URL -u REDIS_URL -u RUN_HEAVY -u REQUIRE_SERVICES \
 		nice -n 10 $(abspath $(BIN))/mutmut run $(MUTATION_ARGS)
 	$(BIN)/python -m tests.adversarial.test_mutants_harness $(MUTATION_DIR)/mutants
+
+# The README's pictures, taken by the browser tests (Chromium) as they walk the demo and the admin.
+SCREENSHOTS_DIR ?= build/screenshots
+screenshots: $(VENV)/.test-installed
+	rm -rf $(SCREENSHOTS_DIR)
+	SCREENSHOTS_DIR=$(abspath $(SCREENSHOTS_DIR)) REQUIRE_SERVICES=1 $(BIN)/python -m pytest -q -p no:randomly \
+		tests/test_browser_demo.py::test_the_home_page_lists_the_issues_once_jira_is_connected \
+		tests/test_browser_admin.py::test_admin_finds_the_broken_connection_and_refreshes_it
+	mkdir -p docs/images
+	cp $(SCREENSHOTS_DIR)/home-connected.png $(SCREENSHOTS_DIR)/status-in-the-demo.png \
+		$(SCREENSHOTS_DIR)/admin-connections.png docs/images/
 
 build: $(VENV)/.test-installed
 	$(BIN)/python -m build

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,8 +51,15 @@ def browser_page(chromium_path: str, base_url: str, **context_options: Any) -> I
 
 
 def shoot(page: Page, path: Path, what: str) -> None:
-    """A full-page screenshot at ``path``, its path printed (to look at it), checked as a PNG."""
+    """A full-page screenshot at ``path``, its path printed (to look at it), checked as a PNG.
+
+    With ``SCREENSHOTS_DIR`` set, a copy goes there too, under the same name: `make screenshots`
+    takes the README's pictures from it, so they always show what the tests saw.
+    """
     page.screenshot(path=path, full_page=True)
     print(f"\nscreenshot of {what}: {path}")
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    if export_dir := os.environ.get("SCREENSHOTS_DIR"):
+        Path(export_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(export_dir) / path.name)

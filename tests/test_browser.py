@@ -25,7 +25,7 @@ from playwright.sync_api import Page, Response, expect
 from atlassian_oauth.models import Connection, Event, Grant, Resource
 from atlassian_oauth.testing.fake_atlassian import FakeAtlassian
 from demo_site.demo_data import seed
-from tests.browser_helpers import browser_page
+from tests.browser_helpers import browser_page, shoot
 from tests.page_helpers import app_frame  # noqa: F401  # a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -167,12 +167,6 @@ def test_screenshot_of_the_connected_status_page(
 #: The colours of the thing to click (atlassian_oauth.css): solid blue with white text.
 BLUE, WHITE = "rgb(0, 82, 204)", "rgb(255, 255, 255)"
 BAD_STATE = "This connection attempt expired or was started in another browser. Connect again."
-
-
-def shoot(page: Page, path: Path, what: str) -> None:
-    page.screenshot(path=path, full_page=True)
-    print(f"\nscreenshot of {what}: {path}")
-    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def log_in(page: Page, base_url: str, username: str = "alice") -> None:
