@@ -179,9 +179,9 @@ def process(
 
 
 @contextmanager
-def fake_server(delay: float, *, shipped: bool = False) -> Iterator[str]:
+def fake_server(delay: float, *, nagle: bool = False) -> Iterator[str]:
     """A fake Atlassian in a process of its own (``bench.fake``); yields its URL."""
-    argv = [PYTHON, "-m", "bench.fake", f"--delay={delay}"] + (["--shipped"] if shipped else [])
+    argv = [PYTHON, "-m", "bench.fake", f"--delay={delay}"] + (["--nagle"] if nagle else [])
     child = subprocess.Popen(  # noqa: S603  (the bench's own argv)
         argv, cwd=REPO, env=env(), stdout=subprocess.PIPE, start_new_session=True
     )
