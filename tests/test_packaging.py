@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tarfile
 import textwrap
@@ -29,15 +30,30 @@ MUST_SHIP = (
 MUST_NOT_SHIP = ("demo_site/", "tests/")
 
 
+#: What setuptools prints about a configuration it finds ambiguous or deprecated, e.g.
+#: "WARNING License classifiers are deprecated." or "WARNING Package 'atlassian_oauth.static...'
+#: is absent from the `packages` configuration.", and MANIFEST.in patterns matching nothing.
+BUILD_WARNING = re.compile(r"^(WARNING |.*Warning: |warning: no (previously-included )?files)")
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    built = subprocess.run(
         [PYTHON, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    (out / "build.log").write_text(built.stdout + built.stderr)
+    assert built.returncode == 0, built.stdout + built.stderr
     return out
+
+
+def test_the_build_prints_no_setuptools_warnings(dist):
+    """No deprecated license classifier, no data folder taken for a missing package, no
+    MANIFEST.in pattern that matches nothing: each is a warning block in `python -m build`."""
+    lines = (dist / "build.log").read_text().splitlines()
+    assert [line for line in lines if BUILD_WARNING.match(line)] == []
 
 
 def test_the_wheel_ships_templates_static_migrations_and_the_test_kit(dist):
@@ -50,6 +66,9 @@ def test_the_wheel_ships_templates_static_migrations_and_the_test_kit(dist):
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Name: django-atlassian-oauth" in text
     assert "Requires-Python: >=3.11" in text
+    # PEP 639: an SPDX expression, no license classifier.
+    assert "License-Expression: BSD-3-Clause" in text
+    assert "Classifier: License ::" not in text
     required = {
         line.removeprefix("Requires-Dist: ").split(";")[0].split("<")[0].split(">")[0].strip()
         for line in text.splitlines()
