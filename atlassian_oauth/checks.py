@@ -21,11 +21,31 @@
 |                      | reuse leeway |
 | atlassian_oauth.W008 | an ``http://`` ``CONNECT_HOST_CALLBACK_URL`` while ``DEBUG`` is off |
 | atlassian_oauth.W009 | the connect host is not in ``ALLOWED_HOSTS`` |
+| atlassian_oauth.W010 | a callback URL built from requests while ``DEBUG`` is off and no |
+|                      | ``SECURE_PROXY_SSL_HEADER`` is set: ``http://`` behind a TLS proxy |
+| atlassian_oauth.W011 | no ``SITE_ID`` and no ``Site`` for any host in ``ALLOWED_HOSTS`` |
+| atlassian_oauth.W012 | ``SITE_ID`` names no ``Site`` |
 
 W004 and W005 read Celery's settings under the ``CELERY_`` namespace that Celery documents for
 Django; W004 speaks only when ``CELERY_BROKER_URL`` or ``CELERY_BEAT_SCHEDULE`` is set. A
 project configuring Celery another way (or scheduling ``manage.py atlassian_oauth
 refresh --due`` from cron instead) silences them with ``SILENCED_SYSTEM_CHECKS``.
+
+W010 speaks for the default app when it has a client id and neither ``CALLBACK_URL`` nor
+``CONNECT_HOST_CALLBACK_URL``, and (with ``--database``) for each site's own app without a
+callback URL; not while ``ALLOWED_HOSTS`` is empty and ``DEBUG`` off, when Django serves no
+request to build one from. A project whose Django serves https itself silences it.
+
+W011 and W012 read the ``Site`` table under plain ``check`` and ``runserver`` too, since every
+request fails without a site: one small query, and no message at all while the database is
+not migrated, not reachable or (SQLite) not created yet. Without ``SITE_ID`` a request finds its
+site by its host (``Site.domain``, port ignored); W011 speaks only when *no* host can, that is
+no ``Site`` matches any ``ALLOWED_HOSTS`` entry (Django's ``.localhost``, ``127.0.0.1`` and
+``[::1]`` when ``DEBUG`` is on and the list is empty): a plain entry by its domain, a
+``.example.com`` entry by ``example.com`` or any domain under it, ``*`` by any ``Site`` but the
+``example.com`` one that ``migrate`` creates. Django's test runner runs the checks against the
+new test database, which holds only that ``example.com`` row: a test settings module whose
+tests create their sites silences W011 there.
 """
 
 from __future__ import annotations
@@ -39,7 +59,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
+from django.db import DatabaseError, connections, router
+from django.db.models import BooleanField, Case, Q, Value, When
+from django.http.request import validate_host
 
 from .beat import SWEEP_INTERVAL, SWEEP_TASK, longest_time_limits
 from .conf import SETTINGS_NAME, conf
@@ -55,6 +77,21 @@ VISIBILITY_TIMEOUT_DEFAULTS = {
 }
 #: Atlassian accepts a rotated refresh token again for this long (docs/atlassian.md).
 REUSE_LEEWAY = 600.0
+#: The domain of the Site that django.contrib.sites' migrate creates: a placeholder, no host.
+PLACEHOLDER_DOMAIN = "example.com"
+#: Django's test client's host, which its test runner adds to ALLOWED_HOSTS.
+TEST_CLIENT_HOST = "testserver"
+#: At most this many Sites are named in W011.
+SITES_NAMED = 5
+
+
+def _served_hosts() -> list[str]:
+    """The ALLOWED_HOSTS entries Django accepts requests for (its own default when DEBUG is on
+    and the list is empty)."""
+    allowed = list(settings.ALLOWED_HOSTS)
+    if not allowed and settings.DEBUG:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return allowed
 
 
 def _scope_errors(scopes: Sequence[str], where: str) -> list[CheckMessage]:
@@ -139,6 +176,55 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return errors
 
 
+def _behind_plain_http() -> bool:
+    """A callback URL built from a request may come out http:// although users see https://:
+    DEBUG off, requests served, and Django not told which header a TLS proxy sets."""
+    return (
+        not settings.DEBUG
+        and bool(settings.ALLOWED_HOSTS)
+        and not getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    )
+
+
+def _request_callback_warning(where: str, fix: str, obj: Any = None) -> Warning:
+    return Warning(
+        f"The callback URL of {where} is built from each request while DEBUG is off and "
+        "SECURE_PROXY_SSL_HEADER is not set: behind a proxy that terminates TLS, Django sees "
+        "plain http and builds an http:// callback URL, which Atlassian refuses as not "
+        "registered (a callback mismatch), or, where registered, the authorization code would "
+        "cross the network unencrypted.",
+        hint="If a proxy terminates TLS, sets X-Forwarded-Proto and strips that header from "
+        'clients\' requests, set SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", '
+        f'"https"); or {fix}. If Django itself serves https, silence atlassian_oauth.W010.',
+        obj=obj,
+        id="atlassian_oauth.W010",
+    )
+
+
+@register(Tags.security)
+def check_request_callback(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The default app's callback URL when it is built from requests (W010; site apps' in
+    ``check_site_apps``)."""
+    try:
+        client_id, callback, connect_host = (
+            conf.CLIENT_ID,
+            conf.CALLBACK_URL,
+            conf.CONNECT_HOST_CALLBACK_URL,
+        )
+    except ImproperlyConfigured:
+        return []  # check_settings reports it as E006
+    # Without a client id the default app is never used (W001).
+    if not client_id or callback or connect_host or not _behind_plain_http():
+        return []
+    return [
+        _request_callback_warning(
+            f"the default app ({SETTINGS_NAME} has no CALLBACK_URL)",
+            f"set {SETTINGS_NAME}['CALLBACK_URL'] to the https:// callback URL registered in "
+            "the Atlassian developer console",
+        )
+    ]
+
+
 def _http_callback_warning(where: str) -> Warning:
     return Warning(
         f"The callback URL in {where} uses http:// while DEBUG is off: the authorization code "
@@ -151,7 +237,6 @@ def _http_callback_warning(where: str) -> Warning:
 @register()
 def check_connect_host(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The connect host's callback URL (docs/multi-tenant.md), when one is set."""
-    from django.http.request import validate_host
     from django.urls import NoReverseMatch, reverse
 
     name = f"{SETTINGS_NAME}['CONNECT_HOST_CALLBACK_URL']"
@@ -196,10 +281,7 @@ def check_connect_host(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                 id="atlassian_oauth.W008",
             )
         )
-    # Django's own default when DEBUG is on and ALLOWED_HOSTS is empty.
-    allowed = settings.ALLOWED_HOSTS
-    if not allowed and settings.DEBUG:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    allowed = _served_hosts()
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
@@ -240,6 +322,10 @@ def check_site_apps(
     """Runs with ``manage.py check --database default`` (it reads the AtlassianApp rows)."""
     from .models import AtlassianApp
 
+    try:
+        client_id, connect_host = conf.CLIENT_ID, conf.CONNECT_HOST_CALLBACK_URL
+    except ImproperlyConfigured:
+        client_id, connect_host = "", ""  # check_settings reports it as E006
     warnings: list[CheckMessage] = []
     rows: list[AtlassianApp] = []
     for alias in databases or ():
@@ -255,6 +341,18 @@ def check_site_apps(
             warning = _http_callback_warning(where)
             warnings.append(
                 Warning(warning.msg, hint=warning.hint, obj=row, id="atlassian_oauth.W006")
+            )
+        # An empty callback URL is built from the request, unless the app is the default one
+        # and the connect host's callback serves it (connect.registered_callback).
+        from_request = not (row.callback_url or (connect_host and row.client_id == client_id))
+        if from_request and _behind_plain_http():
+            warnings.append(
+                _request_callback_warning(
+                    f"{where} (its callback URL is empty)",
+                    "give the site's app, in admin, the https:// callback URL registered for it "
+                    "in the Atlassian developer console",
+                    obj=row,
+                )
             )
     return warnings
 
@@ -329,3 +427,103 @@ def _visibility_timeout() -> float | None:
     if not isinstance(url, str):
         return None
     return VISIBILITY_TIMEOUT_DEFAULTS.get(url.partition("://")[0].lower())
+
+
+# ---- the current site (django.contrib.sites) --------------------------------------------------
+
+
+def _host_condition(entry: str) -> Q:
+    """The Sites whose domain (port ignored) Django's host check accepts for one
+    ALLOWED_HOSTS entry; for ``*`` any but the placeholder ``example.com``."""
+    entry = entry.lower()
+    if entry == "*":
+        return ~Q(domain__iexact=PLACEHOLDER_DOMAIN)
+    bare = entry.removeprefix(".")
+    condition = Q(domain__iexact=bare) | Q(domain__istartswith=f"{bare}:")
+    if entry.startswith("."):
+        condition |= Q(domain__iendswith=entry) | Q(domain__icontains=f"{entry}:")
+    return condition
+
+
+def _not_created(alias: str) -> bool:
+    """A SQLite database file that is not there yet (connecting would create it, empty)."""
+    connection = connections[alias]
+    name = str(connection.settings_dict.get("NAME") or "")
+    return (
+        connection.vendor == "sqlite"
+        and name not in ("", ":memory:")
+        and not name.startswith("file:")
+        and not os.path.exists(name)
+    )
+
+
+@register()
+def check_current_site(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Whether requests find their Site (W011, W012): under plain ``check`` and ``runserver``
+    too, with one small query; nothing while the database cannot answer."""
+    if not apps.is_installed("django.contrib.sites"):
+        return []  # check_settings reports it as E004
+    from django.contrib.sites.models import Site
+
+    site_id = getattr(settings, "SITE_ID", "")  # as Site.objects.get_current() reads it
+    hosts = [host for host in _served_hosts() if host.lower() != TEST_CLIENT_HOST]
+    if site_id and not isinstance(site_id, int):
+        return []  # django.contrib.sites reports it as sites.E101
+    if not site_id and not hosts:
+        return []  # Django serves no request (security.W020 under --deploy)
+    try:
+        alias = router.db_for_read(Site)
+        if _not_created(alias):
+            return []
+        sites = Site.objects.using(alias)
+        if site_id:
+            if sites.filter(pk=site_id).exists():
+                return []
+            return [
+                Warning(
+                    f"SITE_ID is {site_id!r}, but no Site has that id: the site of every "
+                    "request (CurrentSiteMiddleware, the app's pages) and of "
+                    "get_session(user) is not found (Site.DoesNotExist, a 500).",
+                    hint="Set SITE_ID to the id of an existing Site (admin's Sites list, or "
+                    "`manage.py shell`), or create the Site with that id.",
+                    id="atlassian_oauth.W012",
+                )
+            ]
+        condition = Q()
+        for host in hosts:
+            condition |= _host_condition(host)
+        # Matching Sites first: the first row says whether any does, the rest name a few.
+        rows = list(
+            sites.annotate(
+                matches=Case(
+                    When(condition, then=Value(True)),
+                    default=Value(False),
+                    output_field=BooleanField(),
+                )
+            )
+            .order_by("-matches", "domain")
+            .values_list("domain", "matches")[:SITES_NAMED]
+        )
+    except (DatabaseError, ImproperlyConfigured):
+        return []  # not migrated yet or not reachable: `migrate` and the first query say so
+    if rows and rows[0][1]:
+        return []
+    where = "ALLOWED_HOSTS" if settings.ALLOWED_HOSTS else "the hosts DEBUG allows"
+    if rows:
+        named = ", ".join(repr(domain) for domain, _ in rows[: SITES_NAMED - 1])
+        found = f"the Sites are {named}{', ...' if len(rows) == SITES_NAMED else ''}"
+    else:
+        found = "there is no Site"
+    return [
+        Warning(
+            f"SITE_ID is not set and no Site matches a host in {where} ({', '.join(hosts)}); "
+            f"{found}. Each request looks up its Site by its host, so the app's pages, "
+            "get_session(user, request) and, with CurrentSiteMiddleware, every request fail "
+            "(Site.DoesNotExist, a 500).",
+            hint="One site: set SITE_ID = 1 and change that Site's domain to your host (in "
+            "admin, or `manage.py shell`). One site per tenant: create a Site for each tenant's "
+            "domain. A Site matches an entry by its domain, port ignored; '.example.com' covers "
+            "example.com and every domain under it, '*' any Site but example.com.",
+            id="atlassian_oauth.W011",
+        )
+    ]
