@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 import requests
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
@@ -75,10 +76,34 @@ def confluence_url(cloud_id: str, path: str = "") -> str:
 
 
 def _site(site: Site | HttpRequest | None) -> Site:
+    """``site`` itself, the request's site, or SITE_ID's; a missing one is a configuration
+    error that says how to fix it (checks W011 and W012 say so before the first request)."""
     if isinstance(site, Site):
         return site
-    # A request finds its tenant from its host; None needs settings.SITE_ID.
-    return Site.objects.get_current(site)
+    site_id = getattr(settings, "SITE_ID", "")  # as Site.objects.get_current() reads it
+    try:
+        if site_id or site is not None:
+            return Site.objects.get_current(site)
+    except Site.DoesNotExist:
+        pass
+    # Raised outside the handler: the cause is this message, not Django's bare DoesNotExist.
+    if site_id:
+        raise ImproperlyConfigured(
+            f"settings.SITE_ID is {site_id!r}, but no Site has that id: set SITE_ID to the id "
+            "of an existing Site (admin's Sites list, or `manage.py shell`), or create it."
+        )
+    if site is None:
+        raise ImproperlyConfigured(
+            "Without a site, get_session(), get_connection() and get_access_token() need "
+            "settings.SITE_ID: pass the request or the Site, or set SITE_ID = 1 and change that "
+            "Site's domain (in admin, or `manage.py shell`)."
+        )
+    raise ImproperlyConfigured(
+        f"No Site matches this request's host {site.get_host()!r} (a Site's domain, port "
+        "ignored) and settings.SITE_ID is not set: create a Site with that domain (one per "
+        "tenant domain), or, for one site only, set SITE_ID = 1 and change that Site's domain "
+        "(in admin, or `manage.py shell`)."
+    )
 
 
 def get_connection(

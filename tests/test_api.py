@@ -347,3 +347,43 @@ def test_a_failed_refresh_still_hands_out_a_token_that_works(fake_atlassian, ali
     assert response.status_code == 200
     assert fake_atlassian.counts["refresh"] == 1
     assert Grant.objects.get(pk=grant.pk).refresh_failures == 1
+
+
+def test_a_missing_site_is_a_configuration_error_that_says_how_to_fix_it(settings, alice):
+    """No Site for the host, no SITE_ID, or a SITE_ID without its Site: an ImproperlyConfigured
+    naming the host or id and the fix (checks W011, W012), not Django's bare DoesNotExist."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    if hasattr(settings, "SITE_ID"):
+        del settings.SITE_ID
+    settings.ALLOWED_HOSTS = ["app.example.org"]
+    Site.objects.clear_cache()
+    request = RequestFactory().get("/", HTTP_HOST="app.example.org:8443")
+    calls = (api.get_connection, get_access_token, get_session)
+
+    for call in calls:
+        with pytest.raises(ImproperlyConfigured) as by_host:
+            call(alice, request)
+        message = str(by_host.value)
+        assert "No Site matches this request's host 'app.example.org:8443'" in message
+        assert "create a Site with that domain" in message and "SITE_ID = 1" in message
+        assert not isinstance(by_host.value, Site.DoesNotExist)
+        assert by_host.value.__context__ is None  # not raised from within DoesNotExist
+
+        no_site = r"Without a site, .* need settings\.SITE_ID"
+        with pytest.raises(ImproperlyConfigured, match=no_site):
+            call(alice, None)
+
+    settings.SITE_ID = 99
+    no_row = r"settings\.SITE_ID is 99, but no Site has that id"
+    for call in calls:
+        with pytest.raises(ImproperlyConfigured, match=no_row):
+            call(alice, request)  # SITE_ID wins over the host, as in Site.objects.get_current()
+        with pytest.raises(ImproperlyConfigured, match=no_row):
+            call(alice)
+
+    Site.objects.create(domain="app.example.org", name="App")  # the host finds its site again
+    del settings.SITE_ID
+    with pytest.raises(NotConnected, match=r"on app\.example\.org"):
+        get_session(alice, request)
+    Site.objects.clear_cache()
