@@ -508,7 +508,12 @@ def check_current_site(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         return []  # not migrated yet or not reachable: `migrate` and the first query say so
     if rows and rows[0][1]:
         return []
-    where = "ALLOWED_HOSTS" if settings.ALLOWED_HOSTS else "the hosts DEBUG allows"
+    served = ", ".join(hosts)
+    served = (
+        f"ALLOWED_HOSTS: {served}"
+        if settings.ALLOWED_HOSTS
+        else f"with DEBUG on and ALLOWED_HOSTS empty: {served}"
+    )
     if rows:
         named = ", ".join(repr(domain) for domain, _ in rows[: SITES_NAMED - 1])
         found = f"the Sites are {named}{', ...' if len(rows) == SITES_NAMED else ''}"
@@ -516,14 +521,15 @@ def check_current_site(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         found = "there is no Site"
     return [
         Warning(
-            f"SITE_ID is not set and no Site matches a host in {where} ({', '.join(hosts)}); "
+            f"SITE_ID is not set and no Site matches a host Django serves ({served}); "
             f"{found}. Each request looks up its Site by its host, so the app's pages, "
             "get_session(user, request) and, with CurrentSiteMiddleware, every request fail "
             "(Site.DoesNotExist, a 500).",
             hint="One site: set SITE_ID = 1 and change that Site's domain to your host (in "
             "admin, or `manage.py shell`). One site per tenant: create a Site for each tenant's "
             "domain. A Site matches an entry by its domain, port ignored; '.example.com' covers "
-            "example.com and every domain under it, '*' any Site but example.com.",
+            "example.com and every domain under it, '*' any Site but example.com. Each host "
+            "users visit needs its Site; this check speaks only when none has one.",
             id="atlassian_oauth.W011",
         )
     ]
