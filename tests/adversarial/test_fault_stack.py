@@ -305,16 +305,17 @@ def test_every_grant_atlassian_accepts_survives_the_fault_matrix(
         make_due(alive)
         stack.wait_consumed(since, WRONG_SECRET_TIMES, timeout=30)
 
-        def misconfigured() -> list[int]:
+        def backing_off() -> list[int]:
             return [g.pk for g in Grant.objects.filter(pk__in=alive) if in_configuration_backoff(g)]
 
         # The fake has answered; the worker writes the backoff a moment later.
         stack.wait(
             "the 401s to put their grants in configuration backoff",
-            lambda: len(misconfigured()) >= WRONG_SECRET_TIMES,
+            lambda: len(backing_off()) >= WRONG_SECRET_TIMES,
             15,
         )
-        assert len(misconfigured()) == WRONG_SECRET_TIMES, "a 401 was not taken as configuration"
+        misconfigured = backing_off()
+        assert len(misconfigured) == WRONG_SECRET_TIMES, "a 401 was not taken as configuration"
         no_alive_grant_marked_dead(stack, alive, "the wrong client secret")
 
         # ---- B: the worker's database sessions killed between Atlassian's answer and the write --
