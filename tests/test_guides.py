@@ -383,6 +383,9 @@ SCENARIOS: dict[str, dict[str, object]] = {
         "allowed_hosts": ["app.example.com"],
     },
     "atlassian_oauth.W004": {"beat_schedule": {}},
+    "atlassian_oauth.W010": {"allowed_hosts": ["app.example.com"]},
+    "atlassian_oauth.W011": {"allowed_hosts": ["app.example.com"], "sites": ["example.com"]},
+    "atlassian_oauth.W012": {"site_id": 9999, "sites": ["example.com"]},
     "atlassian_oauth.W003": {
         "site_app": {
             "domain": "acme.example.com",
@@ -397,6 +400,15 @@ def _run_checks(settings, scenario: dict[str, object]) -> list[CheckMessage]:
     scenario = dict(scenario)
     settings.DEBUG = False
     settings.ALLOWED_HOSTS = scenario.pop("allowed_hosts", [".example.com"])
+    settings.SECURE_PROXY_SSL_HEADER = scenario.pop("proxy_header", None)
+    if "site_id" in scenario:
+        settings.SITE_ID = scenario.pop("site_id")
+    elif hasattr(settings, "SITE_ID"):
+        del settings.SITE_ID
+    if "sites" in scenario:
+        Site.objects.all().delete()
+        for domain in scenario.pop("sites"):  # type: ignore[attr-defined]
+            Site.objects.create(domain=domain, name=domain)
     if "beat_schedule" in scenario:
         settings.CELERY_BEAT_SCHEDULE = scenario.pop("beat_schedule")
     site_app = scenario.pop("site_app", None)
@@ -409,12 +421,10 @@ def _run_checks(settings, scenario: dict[str, object]) -> list[CheckMessage]:
             client_secret="secret",
             scopes=site_app["scopes"],
         )
-    return [
-        *checks.check_settings(),
-        *checks.check_connect_host(),
-        *checks.check_celery(),
-        *checks.check_site_apps(databases=["default"]),
-    ]
+    # Every check of the module, as `manage.py check --database default` runs them.
+    functions = [f for name, f in vars(checks).items() if name.startswith("check_")]
+    assert len(functions) >= 7
+    return [message for check in functions for message in check(databases=["default"])]
 
 
 def _quoted_check_cases() -> list[QuotedCheck]:
