@@ -128,6 +128,16 @@ def test_manage_py_check_reports_e001(options):
         call_command("check")
 
 
+def test_manage_py_check_works_in_a_test_without_database_access(options):
+    """An integrator's test may call `check` without the django_db mark: the Site check, which
+    would read the database, says nothing rather than failing on pytest-django's blocker."""
+    options.ATLASSIAN_OAUTH["SCOPES"] = "read:me"
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check")
+    assert "atlassian_oauth.E001" in str(raised.value)
+    assert "RuntimeError" not in str(raised.value)
+
+
 # ---- the connect host (docs/multi-tenant.md) --------------------------------------------------
 
 CONNECT_URL = "https://connect.example.com/atlassian/callback/"
