@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import sqlite3
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -21,8 +22,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Q
 from django.http.request import split_domain_port
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -287,7 +289,14 @@ def complete(
             error=str(exc),
         )
 
-    connection, created = _save_connection(user, site, app.client_id, tokens, profile, resources)
+    save = (user, site, app.client_id, tokens, profile, resources)
+    try:
+        connection, created = _save_connection(*save)
+    except IntegrityError:
+        # Another callback inserted this account's grant, or this user's connection on this
+        # site, after our read found none (a second tab finishing at the same moment): its
+        # transaction has committed, so the second try finds the row and updates it instead.
+        connection, created = _save_connection(*save)
     return Connected(
         connection=connection,
         created=created,
@@ -307,15 +316,9 @@ def _consume_state(
             "missing_state",
             _("Atlassian's answer is incomplete. Connect again."),
         )
-    pending = AuthorizationState.objects.filter(state_hash=_digest(state)).first()
     binding = session.get(SESSION_BINDING_KEY, "")
-    if (
-        pending is None
-        or not binding
-        or not secrets.compare_digest(pending.session_binding_hash, _digest(binding))
-        or pending.user_id != user.pk
-        or pending.site_id != site.pk
-    ):
+    pending = _take_pending(state, binding, user, site) if binding else None
+    if pending is None:
         # Unknown, already used, or started by another browser, user or site: never consumed
         # here, so a stranger's state cannot cancel the rightful owner's flow.
         _fail(
@@ -323,15 +326,6 @@ def _consume_state(
             site,
             "invalid_state",
             _("This connection attempt expired or was started in another browser. Connect again."),
-        )
-    # The delete is the single-use guard: of two concurrent callbacks only one deletes the row.
-    deleted, _rows = AuthorizationState.objects.filter(pk=pending.pk).delete()
-    if not deleted:
-        _fail(
-            user,
-            site,
-            "invalid_state",
-            _("This connection attempt was already used. Connect again."),
         )
     if pending.expires_at < timezone.now():
         _fail(
@@ -341,6 +335,72 @@ def _consume_state(
             _("This connection attempt took too long and expired. Connect again."),
         )
     return pending
+
+
+def _take_pending(
+    state: str, binding: str, user: AbstractBaseUser, site: Site
+) -> AuthorizationState | None:
+    """Delete the pending flow this state names if this browser (its session binding), user
+    and site started it, and return it; None when there is no such flow.
+
+    The delete is the single-use guard: of two concurrent callbacks only one deletes the row.
+    One ``DELETE ... RETURNING`` where the database has it (the hashes compared by the
+    database: they are digests of secrets, so timing tells nothing about either secret).
+    """
+    mine = {
+        "state_hash": _digest(state),
+        "session_binding_hash": _digest(binding),
+        "user": user.pk,
+        "site": site.pk,
+    }
+    db = connections[router.db_for_write(AuthorizationState)]
+    if not _deletes_return_rows(db):
+        pending = AuthorizationState.objects.filter(**mine).first()
+        if pending is None:
+            return None
+        deleted, _rows = AuthorizationState.objects.filter(pk=pending.pk).delete()
+        if not deleted:
+            _fail(
+                user,
+                site,
+                "invalid_state",
+                _("This connection attempt was already used. Connect again."),
+            )
+        return pending
+    meta = AuthorizationState._meta
+    quote = db.ops.quote_name
+    fields = meta.concrete_fields
+    conditions, params = [], []
+    for name, value in mine.items():
+        field = cast("Field[Any, Any]", meta.get_field(name))
+        conditions.append(f"{quote(str(field.column))} = %s")
+        params.append(field.get_db_prep_value(value, db))
+    # Names from the model's metadata, quoted by the backend; values are parameters.
+    sql = (
+        f"DELETE FROM {quote(meta.db_table)} WHERE {' AND '.join(conditions)} "  # noqa: S608
+        f"RETURNING {', '.join(quote(str(field.column)) for field in fields)}"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        # As a SELECT converts them: the backend's converters (SQLite's datetimes), the field's.
+        column = field.get_col(meta.db_table)
+        for convert in (*db.ops.get_db_converters(column), *field.get_db_converters(db)):
+            value = convert(value, column, db)
+        values.append(value)
+    return AuthorizationState.from_db(db.alias, [field.attname for field in fields], values)
+
+
+def _deletes_return_rows(db: BaseDatabaseWrapper) -> bool:
+    # PostgreSQL has DELETE ... RETURNING, SQLite since 3.35; MySQL not (MariaDB does, but
+    # Django's backend is the same for both: the two-query path is right for each).
+    if db.vendor == "postgresql":
+        return True
+    return db.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
 
 
 def _fail(
@@ -390,29 +450,28 @@ def _save_connection(
         "state_changed_at": now,
     }
     # One row per (app, account): a reconnect, or the same account from another user or site,
-    # updates the one grant in place, so two copies of a refresh token never exist.
-    grant, grant_created = Grant.objects.select_for_update().get_or_create(
-        client_id=client_id, account_id=profile.account_id, defaults=token_fields
+    # updates the one grant in place, so two copies of a refresh token never exist. Held for
+    # update to the end: the daily sync stores the grant's sites under the same lock. (No
+    # savepoint around the inserts: complete() runs this again if another callback won one.)
+    grant = (
+        Grant.objects.select_for_update()
+        .filter(client_id=client_id, account_id=profile.account_id)
+        .first()
     )
-    if not grant_created:
+    if grant is None:
+        grant = Grant.objects.create(
+            client_id=client_id, account_id=profile.account_id, **token_fields
+        )
+    else:
         for name, value in token_fields.items():
             setattr(grant, name, value)
         grant.version += 1
         grant.save()
-    # The same function the daily sync stores with: a site keeps its row, and so a
-    # connection keeps its chosen site, across reconnects.
-    sites.store(grant, resources, now=now)
 
     previous = Connection.objects.select_for_update().filter(user_id=user.pk, site=site).first()
     if previous is None:
-        try:
-            # A savepoint: a second tab finishing its first connect at the same moment loses
-            # the insert race, and then updates the row the winner made instead of failing.
-            with transaction.atomic():
-                connection = Connection.objects.create(user_id=user.pk, site=site, grant=grant)
-        except IntegrityError:
-            previous = Connection.objects.select_for_update().get(user_id=user.pk, site=site)
-    if previous is not None:
+        connection = Connection.objects.create(user_id=user.pk, site=site, grant=grant)
+    else:
         old_grant_id = previous.grant_id
         previous.grant = grant
         if old_grant_id != grant.pk:
@@ -424,9 +483,11 @@ def _save_connection(
             sites.drop_unchosen_removed(old_grant_id)
             Grant.objects.filter(pk=old_grant_id).delete_unused()
     created = previous is None
-    # Now that the connection points at the grant: its only Jira (Confluence) site, if it has
-    # exactly one, is its default.
-    sites.choose_only_sites(grant)
+    # The same function the daily sync stores with: a site keeps its row, and so a connection
+    # keeps its chosen site, across reconnects. After the connection points at the grant, so
+    # that the grant's only Jira (Confluence) site, if it has exactly one, becomes this
+    # connection's default too, in the same step as for the grant's other connections.
+    sites.store(grant, resources, now=now)
     connection.refresh_from_db(fields=["jira_resource", "confluence_resource"])
 
     message = f"Connected Atlassian account {profile.account_id}"

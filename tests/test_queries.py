@@ -1,7 +1,8 @@
 """The query counts of the hot paths (issue 12), as ordinary tests: they must stay constant.
 
 ``make bench`` measures the time these paths take; here only what must not grow: the queries
-of a refresh, of ``get_access_token``, of a session's request and its ``jira_url()``.
+of a refresh, of ``get_access_token``, of a session's request and its ``jira_url()``, of the
+connect callback.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from django.contrib.sites.models import Site
 from django.db import connection
 from django.utils import timezone
 
-from atlassian_oauth import api, refresh, sweep
+from atlassian_oauth import api, connect, refresh, sweep
 from atlassian_oauth.fields import Ciphertext
-from atlassian_oauth.models import Event, Grant
+from atlassian_oauth.models import AuthorizationState, Connection, Event, Grant
 from atlassian_oauth.testing import ACME_CLOUD_ID
+from tests.flow_helpers import callback_params, consent, finish, messages_of, start
 from tests.refresh_helpers import connected_grant, expire
 
 pytestmark = pytest.mark.django_db
@@ -216,3 +218,58 @@ def test_the_keepalive_rule_in_python_is_the_sweeps_rule_in_sql(oauth_settings):
     in_sql = set(Grant.objects.filter(keepalive_due(now)).values_list("account_id", flat=True))
     in_python = {name for name, grant in grants.items() if keepalive_is_due(grant, now)}
     assert in_python == in_sql == {"idle", "idle, refreshed long ago", "on the cutoff"}
+
+
+# ---- the connect callback ------------------------------------------------------------------
+
+#: The callback's queries outside the grant's transaction: Django's session and user, the
+#: pending flow taken (DELETE ... RETURNING), the site's own app looked up.
+CALLBACK_BEFORE = 4
+#: In the transaction: its start and end, the grant read for update and written, the connection
+#: read for update and written, the event; resources.store's five (the sites read, removed
+#: sites no connection chose, the only site chosen: read and set, the sites' read time); the
+#: connection's defaults read back.
+CALLBACK_TRANSACTION = 2 + 2 + 2 + 1 + 5 + 1
+
+
+def test_the_callback_of_a_first_connect_costs_a_constant_few_queries(
+    alice_client, accepting, django_assert_num_queries
+):
+    params = callback_params(consent(start(alice_client)))
+    # A new grant and connection: one more for the one site's insert.
+    with django_assert_num_queries(CALLBACK_BEFORE + CALLBACK_TRANSACTION + 1):
+        response = finish(alice_client, params)
+    assert response.status_code == 302, messages_of(response)
+    assert Connection.objects.get().jira_resource is not None
+
+
+def test_the_callback_of_a_reconnect_costs_a_constant_few_queries(
+    alice_client, accepting, bob, django_assert_num_queries
+):
+    def callback_queries() -> int:
+        params = callback_params(consent(start(alice_client)))
+        with django_assert_num_queries(CALLBACK_BEFORE + CALLBACK_TRANSACTION) as captured:
+            response = finish(alice_client, params)
+        assert response.status_code == 302, messages_of(response)
+        return len(captured.captured_queries)
+
+    params = callback_params(consent(start(alice_client)))
+    assert finish(alice_client, params).status_code == 302
+    callback_queries()  # alice again: her grant and connection updated
+    alice_client.force_login(bob)
+    callback_queries()  # bob, with the same Atlassian account: its grant, a new connection
+    assert Grant.objects.get().version == 2
+    assert Connection.objects.filter(jira_resource__isnull=False).count() == 2
+
+
+def test_without_delete_returning_the_state_is_still_single_use(
+    alice_client, accepting, monkeypatch
+):
+    # MySQL has no DELETE ... RETURNING: the flow is read, then deleted by its primary key.
+    monkeypatch.setattr(connect, "_deletes_return_rows", lambda db: False)
+    params = callback_params(consent(start(alice_client)))
+    assert "connected as" in " ".join(messages_of(finish(alice_client, params)))
+    assert not AuthorizationState.objects.exists()
+    replayed = messages_of(finish(alice_client, params))
+    assert any("expired or was started in another browser" in m for m in replayed)
+    assert Event.objects.filter(kind=Event.Kind.CONNECTED).count() == 1
