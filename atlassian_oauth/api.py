@@ -21,7 +21,8 @@ row has it then: a connection removed meanwhile is not used), none while the ses
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
 
 import requests
 from django.conf import settings
@@ -29,6 +30,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, ForeignKey, Model
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
@@ -113,14 +117,103 @@ def get_connection(
     if not user.is_authenticated:
         raise NotConnected("An anonymous user has no Atlassian connection.")
     tenant = _site(site)
-    connection = (
-        # The default sites come in the same query: jira_url() then needs none.
-        Connection.objects.select_related("grant", "site", "jira_resource", "confluence_resource")
-        .filter(user_id=user.pk, site=tenant)
-        .first()
-    )
+    connection = _connection_row(user.pk, tenant)
     if connection is None:
         raise NotConnected(f"This user has not connected Atlassian on {tenant.domain}.")
+    return connection
+
+
+# get_connection() is on the path of every get_session(): its query is built once per database
+# from the models' metadata (the ORM compiled the five-table select_related at every call, most
+# of a session's overhead), and its row turned into the instances as the ORM would: each
+# column through the backend's and the field's converters, then Model.from_db.
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The columns of one model in the connection's row, and how each is converted."""
+
+    model: type[Model]
+    attnames: list[str]
+    converters: list[tuple[Any, list[Any]]]
+
+
+_connection_statements: dict[str, tuple[str, list[_Part]]] = {}
+
+
+def _connection_statement(db: BaseDatabaseWrapper) -> tuple[str, list[_Part]]:
+    statement = _connection_statements.get(db.alias)
+    if statement is not None:
+        return statement
+    quote = db.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return quote(str(cast("Field[Any, Any]", model._meta.get_field(name)).column))
+
+    # (model, alias): the connection, its grant, its default Jira and Confluence sites.
+    tables = [(Connection, "c"), (Grant, "g"), (Resource, "j"), (Resource, "f")]
+    parts, columns = [], []
+    for model, alias in tables:
+        fields = model._meta.concrete_fields
+        columns += [f"{alias}.{quote(str(field.column))}" for field in fields]
+        converters = []
+        for field in fields:
+            col = field.get_col(model._meta.db_table)
+            functions = [*db.ops.get_db_converters(col), *field.get_db_converters(db)]
+            converters.append((col, functions))
+        parts.append(_Part(model, [field.attname for field in fields], converters))
+    pk = column(Resource, "id")
+    # Names from the models' metadata, quoted by the backend; the values are parameters. No
+    # ORDER BY: the (user, site) pair is unique. The site is the caller's: no join.
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {quote(Connection._meta.db_table)} c "  # noqa: S608
+        f"INNER JOIN {quote(Grant._meta.db_table)} g "
+        f"ON g.{column(Grant, 'id')} = c.{column(Connection, 'grant')} "
+        f"LEFT OUTER JOIN {quote(Resource._meta.db_table)} j "
+        f"ON j.{pk} = c.{column(Connection, 'jira_resource')} "
+        f"LEFT OUTER JOIN {quote(Resource._meta.db_table)} f "
+        f"ON f.{pk} = c.{column(Connection, 'confluence_resource')} "
+        f"WHERE c.{column(Connection, 'user')} = %s AND c.{column(Connection, 'site')} = %s"
+    )
+    statement = _connection_statements[db.alias] = (sql, parts)
+    return statement
+
+
+def _connection_row(user_id: Any, site: Site) -> Connection | None:
+    """The (user, site) connection with its grant, site and default sites loaded; None if none."""
+    db = connections[router.db_for_read(Connection)]
+    sql, parts = _connection_statement(db)
+    user_field = cast("Field[Any, Any]", Connection._meta.get_field("user"))
+    with db.cursor() as cursor:
+        cursor.execute(sql, [user_field.get_db_prep_value(user_id, db), site.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances: list[Model | None] = []
+    start = 0
+    for part in parts:
+        end = start + len(part.attnames)
+        values = []
+        for (col, functions), value in zip(part.converters, row[start:end], strict=True):
+            for convert in functions:
+                value = convert(value, col, db)
+            values.append(value)
+        start = end
+        # A left join that found no site: every column NULL, the primary key too.
+        instances.append(
+            part.model.from_db(db.alias, part.attnames, values) if values[0] is not None else None
+        )
+    connection, grant, jira, confluence = instances
+    assert isinstance(connection, Connection)  # noqa: S101  (the row's first part, never NULL)
+    for name, related in (
+        ("grant", grant),
+        ("site", site),
+        ("jira_resource", jira),
+        ("confluence_resource", confluence),
+    ):
+        cast(ForeignKey[Any, Any], Connection._meta.get_field(name)).set_cached_value(
+            connection, related
+        )
     return connection
 
 

@@ -173,13 +173,15 @@ def make_due(grant_ids: list[int]) -> None:
 
 
 def connected_user(grant_id: int, site: Site, username: str) -> Any:
+    """A user connected on ``site`` to the grant, with its one Jira site as the connection's
+    default, as the connect callback leaves it (resources.store chooses the only site)."""
     user = get_user_model().objects.create(username=username)
-    Connection.objects.create(user=user, site=site, grant_id=grant_id)
-    Resource.objects.create(
+    jira = Resource.objects.create(
         grant_id=grant_id,
         cloud_id=ACME["id"],
         name=ACME["name"],
         url=ACME["url"],
         scopes=["read:jira-work"],
     )
+    Connection.objects.create(user=user, site=site, grant_id=grant_id, jira_resource=jira)
     return user

@@ -142,6 +142,44 @@ def test_a_session_request_costs_two_queries_and_jira_url_one_per_session(
         assert session.get(url).status_code == 200
 
 
+def test_jira_url_needs_no_query_once_the_connection_has_its_default_site(
+    alice_client, accepting, alice, django_assert_num_queries
+):
+    # A real connect: the account's only Jira site becomes the connection's default, loaded
+    # with the connection by get_session().
+    assert finish(alice_client, callback_params(consent(start(alice_client)))).status_code == 302
+    site = Site.objects.get(domain="localhost")
+    with django_assert_num_queries(1):
+        session = api.get_session(alice, site)
+    with django_assert_num_queries(0):
+        assert session.jira_url(MYSELF) == api.jira_url(ACME_CLOUD_ID, MYSELF)
+        assert session.default_site("jira").name
+    assert session.connection.site == site and session.connection.grant.account_id
+
+
+def test_get_connection_loads_the_rows_as_select_related_would(alice_client, accepting, alice):
+    assert finish(alice_client, callback_params(consent(start(alice_client)))).status_code == 302
+    site = Site.objects.get(domain="localhost")
+    loaded = api.get_connection(alice, site)
+    expected = Connection.objects.select_related(
+        "grant", "site", "jira_resource", "confluence_resource"
+    ).get(user=alice, site=site)
+    assert loaded.jira_resource is not None and expected.jira_resource is not None
+    pairs: list[tuple[Any, Any]] = [
+        (loaded, expected),
+        (loaded.grant, expected.grant),
+        (loaded.site, expected.site),
+        (loaded.jira_resource, expected.jira_resource),
+    ]
+    for ours, theirs in pairs:
+        assert type(ours) is type(theirs) and not ours._state.adding
+        for field in type(theirs)._meta.concrete_fields:
+            value, wanted = getattr(ours, field.attname), getattr(theirs, field.attname)
+            assert value == wanted and type(value) is type(wanted), field.name
+    assert loaded.confluence_resource is None  # a left join that found none
+    assert loaded.grant.access_token == expected.grant.access_token  # decrypts, bound to the row
+
+
 def test_sessions_share_one_kept_alive_connection(alice_on_localhost, fake_atlassian, monkeypatch):
     from urllib3.connection import HTTPConnection
 
