@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -19,7 +19,9 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from .health import Health, consent_expires_at, grant_health
+from .beat import SWEEP_INTERVAL
+from .conf import conf
+from .health import Health, consent_expires_at, grant_health, health_since
 from .models import Connection, Grant, GrantHealth, health_expression
 
 #: How the commands suggested here are spelled.
@@ -38,6 +40,16 @@ class ConnectionReport:
     @property
     def healthy(self) -> bool:
         return self.health.level == "ok"
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether an operator should act: not healthy, except a token that entered the refresh
+        margin so recently that the next sweep has not had its turn yet (that is beat doing its
+        job, and counting it would make a monitor of ``status`` flap every hour)."""
+        if self.health.state == GrantHealth.EXPIRING_SOON:
+            since = health_since(self.connection.grant, self.health.state)
+            return since is None or self.now - since > renewal_grace()
+        return not self.healthy
 
     def lines(self) -> list[str]:
         """The report as text: a heading, then one indented ``label: value`` line per fact."""
@@ -233,3 +245,9 @@ def _username_field() -> str:
 
 def _username(connection: Connection) -> str:
     return str(connection.user.get_username())
+
+
+def renewal_grace() -> timedelta:
+    """How long a token may sit inside the refresh margin before it is overdue: one sweep
+    interval, the sweep's jitter, and a minute for the worker."""
+    return timedelta(seconds=SWEEP_INTERVAL + conf.BEAT_JITTER + 60)

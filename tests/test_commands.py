@@ -152,6 +152,27 @@ def test_status_for_an_unknown_user_fails_clearly(users):
     assert out == ""
 
 
+def test_status_does_not_count_a_token_the_next_sweep_is_about_to_renew(
+    users, alpha_and_beta, oauth_settings
+):
+    """A token 30 s into the refresh margin is beat's next job, not an operator's: a monitor
+    running `status` must not flap every hour. Four minutes in, beat is late: it counts."""
+    oauth_settings(REFRESH_MARGIN=300)
+    now = timezone.now()
+    renewing = make_grant(access_token_expires_at=now + timedelta(seconds=270))
+    Connection.objects.create(user=users[0], site=alpha_and_beta[0], grant=renewing)
+
+    out, err = run("status")  # no CommandError: exit status 0
+
+    assert "Health:            Expiring soon." in out
+    assert out.rstrip().endswith("\n1 connection, none needs attention (1 about to be renewed).")
+
+    Grant.objects.filter(pk=renewing.pk).update(access_token_expires_at=now + timedelta(seconds=60))
+    error, out, _err = run_failing("status")
+    assert error.returncode == 2
+    assert str(error) == "1 of 1 connection needs attention (listed above)."
+
+
 def test_status_for_an_unknown_site_fails_clearly(alpha_and_beta):
     error, _out, _err = run_failing("status", "--site", "nowhere.example")
     assert error.returncode == 1

@@ -248,8 +248,9 @@ class Command(BaseCommand):
             self.stdout.write(style(heading))
             for line in facts:
                 self.stdout.write(line)
-        unhealthy = sum(not report.healthy for report in found)
-        summary = _attention_summary(unhealthy, len(found))
+        unhealthy = sum(report.needs_attention for report in found)
+        renewing = sum(not report.healthy and not report.needs_attention for report in found)
+        summary = _attention_summary(unhealthy, len(found), renewing)
         self.stdout.write("")
         self.stdout.write(summary)
         if unhealthy:
@@ -502,9 +503,13 @@ class Command(BaseCommand):
         return site
 
 
-def _attention_summary(unhealthy: int, total: int) -> str:
-    """``2 of 5 connections need attention (listed above).`` or ``5 connections, all healthy.``"""
+def _attention_summary(unhealthy: int, total: int, renewing: int = 0) -> str:
+    """``2 of 5 connections need attention (listed above).``, ``5 connections, all healthy.``
+    or, with tokens the next sweep renews, ``5 connections, none needs attention (1 about to be
+    renewed).``"""
     noun = "connection" if total == 1 else "connections"
+    if not unhealthy and renewing:
+        return f"{total} {noun}, none needs attention ({renewing} about to be renewed)."
     if not unhealthy:
         return f"{total} {noun}, all healthy." if total != 1 else "1 connection, healthy."
     verb = "needs" if unhealthy == 1 else "need"
