@@ -30,6 +30,7 @@ TIMEOUT = {-24, 24, 152, 255, 36}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _forget_process_caches()
     from django.conf import settings
 
     for database in settings.DATABASES.values():
@@ -39,6 +40,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             # Before pytest-django's session fixture reads it: the suffix holds for the session.
             base = str(name).split(".mutant-", 1)[0]
             test["NAME"] = f"{base}.mutant-{os.getpid()}"
+
+
+def _forget_process_caches() -> None:
+    """mutmut forks every mutant's worker from the process that ran the suite once for its
+    stats: what that process cached (the claim's compiled SQL, a connection query, a parsed key
+    ring) would be used as it is, and the mutated code that builds it would never run."""
+    from atlassian_oauth import api, crypto, refresh
+
+    refresh._statements.clear()
+    getattr(api, "_connection_statements", {}).clear()
+    crypto._keyring_for.cache_clear()
 
 
 def _status(exit_code: int | None) -> str:
