@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import requests
@@ -21,6 +22,10 @@ def test_accepted_sockets_set_tcp_nodelay(fake_atlassian: FakeAtlassian) -> None
         assert server is not None
         with server._connections_lock:
             connections = list(server._connections)
-        assert connections, "the kept-alive connection is open on the server"
+        options = []
         for connection in connections:
-            assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            # Another test's connection may be closing meanwhile; this one's stays open.
+            with contextlib.suppress(OSError):
+                options.append(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        assert options, "the kept-alive connection is open on the server"
+        assert all(options)
