@@ -448,6 +448,7 @@ def _save_connection(
         "last_error": "" if has_refresh_token else "no_refresh_token",
         "last_failure": Grant.Failure.NONE,
         "state_changed_at": now,
+        "resources_synced_at": now,  # store() below reads them, in this transaction
     }
     # One row per (app, account): a reconnect, or the same account from another user or site,
     # updates the one grant in place, so two copies of a refresh token never exist. Held for
@@ -487,8 +488,7 @@ def _save_connection(
     # keeps its chosen site, across reconnects. After the connection points at the grant, so
     # that the grant's only Jira (Confluence) site, if it has exactly one, becomes this
     # connection's default too, in the same step as for the grant's other connections.
-    sites.store(grant, resources, now=now)
-    connection.refresh_from_db(fields=["jira_resource", "confluence_resource"])
+    sites.store(grant, resources, now=now, connection=connection, save_synced_at=False)
 
     message = f"Connected Atlassian account {profile.account_id}"
     if not has_refresh_token:

@@ -234,7 +234,12 @@ def _label(resource: Resource) -> str:
 
 
 def store(
-    grant: Grant, items: Iterable[client.AccessibleResource], *, now: datetime | None = None
+    grant: Grant,
+    items: Iterable[client.AccessibleResource],
+    *,
+    now: datetime | None = None,
+    connection: Connection | None = None,
+    save_synced_at: bool = True,
 ) -> Changes:
     """Make the grant's listed sites what accessible-resources answered (``items``).
 
@@ -290,9 +295,15 @@ def store(
         Resource.all_objects.filter(pk__in=[row.pk for row in gone]).update(removed_at=now)
     if duplicates:
         Resource.all_objects.filter(pk__in=[row.pk for row in duplicates]).delete()
-    drop_unchosen_removed(grant.pk)
-    choose_only_sites(grant)
-    Grant.objects.filter(pk=grant.pk).update(resources_synced_at=now)
+    if existing:  # removed rows left (gone now, or before): drop those nobody chose
+        drop_unchosen_removed(grant.pk)
+    chosen = choose_only_sites(grant, list(kept.values()))
+    if connection is not None:
+        for product, resource in chosen.items():
+            if getattr(connection, f"{_field(product)}_id") is None:
+                setattr(connection, _field(product), resource)
+    if save_synced_at:
+        Grant.objects.filter(pk=grant.pk).update(resources_synced_at=now)
     grant.resources_synced_at = now
     return Changes(tuple(added), tuple(_label(row) for row in gone))
 
@@ -311,16 +322,20 @@ def drop_unchosen_removed(grant_id: int) -> int:
     return deleted
 
 
-def choose_only_sites(grant: Grant) -> None:
+def choose_only_sites(grant: Grant, listed: list[Resource] | None = None) -> dict[str, Resource]:
     """Give each connection of the grant without a default of a product the grant's only
-    listed site of that product, if it has exactly one."""
-    listed = list(Resource.objects.filter(grant=grant))
+    listed site of that product, if it has exactly one; those sites, by product."""
+    if listed is None:
+        listed = list(Resource.objects.filter(grant=grant))
+    chosen = {}
     for product in PRODUCTS:
         sites = [r for r in listed if r.product == product]
         if len(sites) == 1:
+            chosen[product] = sites[0]
             Connection.objects.filter(grant=grant, **{f"{_field(product)}__isnull": True}).update(
                 **{_field(product): sites[0]}
             )
+    return chosen
 
 
 def forget_defaults(connection: Connection) -> None:

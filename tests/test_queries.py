@@ -263,11 +263,12 @@ def test_the_keepalive_rule_in_python_is_the_sweeps_rule_in_sql(oauth_settings):
 #: The callback's queries outside the grant's transaction: Django's session and user, the
 #: pending flow taken (DELETE ... RETURNING), the site's own app looked up.
 CALLBACK_BEFORE = 4
-#: In the transaction: its start and end, the grant read for update and written, the connection
-#: read for update and written, the event; resources.store's five (the sites read, removed
-#: sites no connection chose, the only site chosen: read and set, the sites' read time); the
-#: connection's defaults read back.
-CALLBACK_TRANSACTION = 2 + 2 + 2 + 1 + 5 + 1
+#: In the transaction: its start and end, the grant read for update and written (with the sites'
+#: read time), the connection read for update and written, the event; resources.store's two
+#: (the sites read, the only site set on the grant's connections without a default; removed
+#: sites are looked at only when there are any, and the caller's connection gets its default
+#: without reading it back).
+CALLBACK_TRANSACTION = 2 + 2 + 2 + 1 + 2
 
 
 def test_the_callback_of_a_first_connect_costs_a_constant_few_queries(
