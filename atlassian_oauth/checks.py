@@ -301,7 +301,9 @@ def check_connect_host(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 def check_insecure_transport(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     # oauthlib reads the variable on every call, process-wide: set, it lets tokens, codes and
     # the client secret travel over plain http:// to any URL the app is pointed at.
-    if not os.environ.get("OAUTHLIB_INSECURE_TRANSPORT") or settings.DEBUG:
+    if not os.environ.get("OAUTHLIB_INSECURE_TRANSPORT"):
+        return _http_base_url_errors()
+    if settings.DEBUG:
         return []
     return [
         Error(
@@ -311,6 +313,30 @@ def check_insecure_transport(app_configs: Any = None, **kwargs: Any) -> list[Che
             hint="Unset it outside development; it is only for a local stand-in of Atlassian "
             "(the testing kit's fake, the demo).",
             id="atlassian_oauth.E007",
+        )
+    ]
+
+
+def _http_base_url_errors() -> list[CheckMessage]:
+    """E010: an http:// base URL (the fake Atlassian) while oauthlib refuses http://: every
+    connect ends in "not configured" and every refresh in a configuration error."""
+    try:
+        urls = {"AUTH_BASE_URL": conf.AUTH_BASE_URL, "API_BASE_URL": conf.API_BASE_URL}
+    except ImproperlyConfigured:
+        return []  # check_settings reports it as E006
+    plain = [name for name, url in urls.items() if url.startswith("http://")]
+    if not plain:
+        return []
+    return [
+        Error(
+            f"{' and '.join(plain)} in {SETTINGS_NAME} {'is' if len(plain) == 1 else 'are'} "
+            "http:// but the environment variable OAUTHLIB_INSECURE_TRANSPORT is not set in this "
+            "process: oauthlib refuses http://, so connecting says the connections are not "
+            "configured and no token can be refreshed.",
+            hint="With a local stand-in of Atlassian (the fake) only, set "
+            "OAUTHLIB_INSECURE_TRANSPORT=1 in the environment (or .env) of every process: web, "
+            "worker, beat. For Atlassian, leave both base URLs at their https:// defaults.",
+            id="atlassian_oauth.E010",
         )
     ]
 

@@ -165,7 +165,9 @@ def connect(request: HttpRequest) -> HttpResponse:
             redirect_uri=callback,
             next_url=_safe_next(request, request.POST.get("next")),
         )
-    except ImproperlyConfigured:
+    except ImproperlyConfigured as error:
+        # The user gets a sentence; whoever runs the site needs the reason (no secret in it).
+        logger.error("Connect failed on %s: %s", site.domain, error)
         messages.error(
             request,
             _("%(product)s connections are not configured on this site.")

@@ -14,6 +14,7 @@ from django.core.management.base import SystemCheckError
 from atlassian_oauth.checks import (
     check_connect_host,
     check_current_site,
+    check_insecure_transport,
     check_request_callback,
     check_settings,
     check_site_apps,
@@ -41,6 +42,22 @@ def options(settings):
 
 def test_a_valid_configuration_passes(options):
     assert check_settings() == []
+
+
+def test_an_http_base_url_without_insecure_transport_is_e010(options, monkeypatch):
+    """The fake's http:// URLs in a process without OAUTHLIB_INSECURE_TRANSPORT: oauthlib
+    refuses every request, and the user only sees "not configured"."""
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    options.DEBUG = True
+    assert check_insecure_transport() == []  # Atlassian's https:// defaults
+    options.ATLASSIAN_OAUTH["AUTH_BASE_URL"] = "http://127.0.0.1:8765"
+    options.ATLASSIAN_OAUTH["API_BASE_URL"] = "http://127.0.0.1:8765"
+    (error,) = check_insecure_transport()
+    assert error.id == "atlassian_oauth.E010"
+    assert error.msg.startswith("AUTH_BASE_URL and API_BASE_URL in ATLASSIAN_OAUTH are http://")
+    assert "OAUTHLIB_INSECURE_TRANSPORT=1" in error.hint
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    assert check_insecure_transport() == []  # the fake, as documented
 
 
 def test_missing_offline_access_is_e001(options):

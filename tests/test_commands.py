@@ -164,6 +164,7 @@ def test_status_does_not_count_a_token_the_next_sweep_is_about_to_renew(
 
     out, err = run("status")  # no CommandError: exit status 0
 
+    assert err == ""
     assert "Health:            Expiring soon." in out
     assert out.rstrip().endswith("\n1 connection, none needs attention (1 about to be renewed).")
 

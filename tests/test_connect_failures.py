@@ -185,6 +185,19 @@ def test_connect_without_credentials_says_so(alice_client, accepting, oauth_sett
     assert not AuthorizationState.objects.exists()
 
 
+def test_connect_refused_by_oauthlib_logs_why(alice_client, accepting, monkeypatch, caplog):
+    """The fake's http:// URLs without OAUTHLIB_INSECURE_TRANSPORT: the user reads "not
+    configured", and the log says what to set (check E010 says it before)."""
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")
+    with caplog.at_level("ERROR", logger="atlassian_oauth.views"):
+        response = alice_client.post("/atlassian/connect/", HTTP_HOST="localhost")
+    assert messages_of(response) == ["Jira connections are not configured on this site."]
+    (record,) = [r for r in caplog.records if r.name == "atlassian_oauth.views"]
+    assert record.getMessage().startswith("Connect failed on localhost: ATLASSIAN_OAUTH['AUTH")
+    assert "OAUTHLIB_INSECURE_TRANSPORT=1" in record.getMessage()
+    assert accepting.counts.get("authorize", 0) == 0
+
+
 @pytest.mark.usefixtures("app_frame")
 def test_the_bad_state_message_names_no_sign_in_link(alice_client, accepting):
     params = callback_params(consent(start(alice_client)))

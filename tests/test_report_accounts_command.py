@@ -45,6 +45,14 @@ def test_dry_run_says_what_it_would_send_and_sends_nothing(fake_atlassian):
     assert not AccountReport.objects.exists()
 
 
+def test_a_dry_run_of_one_request_names_no_sizes(fake_atlassian):
+    connected_grant(fake_atlassian)
+
+    assert run("--dry-run").splitlines()[0] == (
+        f"App {DEFAULT_CLIENT_ID}: would report 1 account in 1 request"
+    )
+
+
 def test_a_report_prints_per_app_what_was_sent_and_the_outcome(fake_atlassian):
     grant = connected_grant(fake_atlassian)
     fake_atlassian.close_account(ADA_ACCOUNT_ID)

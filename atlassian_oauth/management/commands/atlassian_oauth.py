@@ -403,7 +403,8 @@ class Command(BaseCommand):
             accounts = f"{plan.accounts} account" + ("" if plan.accounts == 1 else "s")
             self.stdout.write(
                 f"{label}: would report {accounts} in {requests}"
-                + (f" ({sizes} accounts)" if plan.batches else "")
+                # The sizes per request, when there are several: "(90, 90, 20 accounts)".
+                + (f" ({sizes} accounts)" if len(plan.batches) > 1 else "")
                 + (", going on with a report cut short" if plan.resumes else "")
             )
         self.stdout.write("Dry run: nothing was sent or changed.")
