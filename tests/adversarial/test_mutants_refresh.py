@@ -3,11 +3,17 @@
 - a late "dead grant" answer of a worker whose lease ran out does not mark dead the grant that
   another worker is refreshing (and so cost the user a reconnect);
 - marking a grant dead moves its version on once and clears its retry schedule;
-- the fallback token (``still_valid_token``) is never a dead grant's, nor an expired one.
+- the fallback token (``still_valid_token``) is never a dead grant's, nor an expired one;
+- a failure after the row moved on tells the caller to retry at once and logs whose it was;
+- a refused refresh is one UPDATE (the lease released in it) and signals the row as stored;
+- a failure of another kind restarts the "failing since" time; a long error fits its column;
+- backoff spans the upper half of each step (sub-second steps too); a token serves to its last
+  second (the fallback, and a short-lived one renewed a moment ago).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -15,12 +21,14 @@ from typing import Any
 
 import pytest
 from django.db import connection as db_connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from atlassian_oauth import exceptions, refresh
 from atlassian_oauth.models import Event, Grant
 from tests.helpers import wait_until
-from tests.refresh_helpers import connected_grant, expire
+from tests.refresh_helpers import captured_signals, connected_grant, expire, set_stored_tokens
 
 DEAD_BODY = {"error": "invalid_grant", "error_description": "Unknown or invalid refresh token."}
 LEASE = 1.0
@@ -219,3 +227,177 @@ def test_a_failed_refresh_is_logged_with_atlassians_answer(fake_atlassian):
     assert event.message.startswith("Refresh failed (1 in a row); retrying in ")
     assert event.details["error"] and event.details["error"] != "None"
     assert event.details["failures"] == 1
+
+
+# ---- what a failure records, and how often it writes --------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_failure_after_the_row_moved_on_says_retry_now_and_logs_whose_it_was(
+    fake_atlassian, caplog
+):
+    """Between the claim and Atlassian's answer, a reconnect moved the row on (its token due as
+    well): the failure is not recorded, the caller is told to try again at once, and the log
+    line names the grant, the actor and Atlassian's answer."""
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    lease = refresh._claim(grant.pk)
+    assert lease is not None
+    Grant.objects.filter(pk=grant.pk).update(version=F("version") + 1)
+    fake_atlassian.inject(kind="refresh", status=503)
+
+    with (
+        caplog.at_level(logging.INFO, logger="atlassian_oauth.refresh"),
+        pytest.raises(exceptions.TemporarilyUnavailable) as raised,
+    ):
+        refresh._refresh_claimed(
+            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=None
+        )
+
+    assert raised.value.retry_after == 0.0, "the caller should retry at once, not wait"
+    assert "changed during the refresh" in str(raised.value)
+    [line] = [r for r in caplog.records if "changed meanwhile" in r.getMessage()]
+    pk, who, actor, error = line.args
+    assert pk == grant.pk and str(who) == str(grant) and actor == Event.Actor.BEAT
+    assert "503" in str(error)
+    assert not Event.objects.filter(kind=Event.Kind.REFRESH_FAILED).exists()
+
+
+def grant_updates(queries: CaptureQueriesContext) -> list[str]:
+    table = Grant._meta.db_table
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith("UPDATE") and table in q["sql"]
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("status", "body", "raised", "signal"),
+    [
+        (403, DEAD_BODY, exceptions.ReconnectRequired, "needs_reconnect"),
+        (503, None, exceptions.TemporarilyUnavailable, "refresh_failed"),
+    ],
+    ids=["dead", "transient"],
+)
+def test_a_refused_refresh_writes_the_row_once_and_signals_it_as_stored(
+    fake_atlassian, status, body, raised, signal
+):
+    """The outcome's UPDATE releases the lease too (no second UPDATE), and the signal's grant
+    is the row as that write left it (its version included)."""
+    grant = connected_grant(fake_atlassian)
+    Grant.objects.filter(pk=grant.pk).update(version=7)
+    expire(grant)
+    fake_atlassian.inject(kind="refresh", status=status, body=body)
+
+    with (
+        captured_signals() as calls,
+        CaptureQueriesContext(db_connection) as queries,
+        pytest.raises(raised),
+    ):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+
+    updates = len(grant_updates(queries))
+    assert updates == 2, "the claim and the outcome, and nothing else"
+    stored = Grant.objects.get(pk=grant.pk)
+    assert stored.refresh_lock_token == "" and stored.refresh_lock_until is None
+    [(_name, sent)] = [call for call in calls if call[0] == signal]
+    assert sent["grant"].version == stored.version
+    assert sent["grant"].status == stored.status
+    assert sent["grant"].next_refresh_at == stored.next_refresh_at
+
+
+@pytest.mark.django_db
+def test_a_failure_of_another_kind_restarts_the_failing_since_time(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    fake_atlassian.inject(kind="refresh", status=503, times=2)
+    with pytest.raises(exceptions.TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    first = Grant.objects.get(pk=grant.pk)
+    assert first.last_failure == Grant.Failure.TRANSIENT and first.refresh_failures == 1
+
+    # The same kind again: still failing since the first one.
+    with pytest.raises(exceptions.TemporarilyUnavailable):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.ADMIN, force=True)
+    second = Grant.objects.get(pk=grant.pk)
+    assert second.refresh_failures == 2 and second.state_changed_at == first.state_changed_at
+
+    # Now the app's credentials are refused: a new kind of failure, since now.
+    fake_atlassian.inject(kind="refresh", status=401, body={"error": "invalid_client"})
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="misconfigured"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.ADMIN, force=True)
+    third = Grant.objects.get(pk=grant.pk)
+    assert third.last_failure == Grant.Failure.CONFIGURATION and third.refresh_failures == 3
+    assert third.state_changed_at is not None and second.state_changed_at is not None
+    assert third.state_changed_at > second.state_changed_at
+
+
+@pytest.mark.django_db
+def test_a_long_failure_is_stored_cut_to_its_column(fake_atlassian, oauth_settings):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    # A misconfigured AUTH_BASE_URL: the configuration error quotes it, well over 500 characters.
+    oauth_settings(AUTH_BASE_URL="ftp://" + "a" * 600)
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="misconfigured"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    stored = Grant.objects.get(pk=grant.pk)
+    max_length = Grant._meta.get_field("last_error").max_length
+    assert len(stored.last_error) == max_length == 500
+    assert stored.last_error.startswith("configuration: ")
+
+
+@pytest.mark.django_db
+def test_a_grant_without_an_access_token_asks_for_a_reconnect_and_says_why(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    set_stored_tokens(grant.pk, access_token="")
+    with pytest.raises(exceptions.ReconnectRequired, match="no access token"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.APPLICATION)
+
+
+# ---- backoff, and the last second of a token ----------------------------------------------------
+
+
+def test_backoff_spreads_over_the_upper_half_of_each_step(oauth_settings):
+    """Equal jitter: between half the step and the whole step, over that whole range."""
+    oauth_settings(RETRY_BACKOFF=40.0, RETRY_BACKOFF_MAX=3600.0)
+    delays = [refresh.backoff_seconds(1) for _ in range(2000)]
+    assert all(20.0 <= delay <= 40.0 for delay in delays)
+    assert min(delays) < 20.5 and max(delays) > 39.5
+    doubled = [refresh.backoff_seconds(2) for _ in range(200)]
+    assert all(40.0 <= delay <= 80.0 for delay in doubled)
+
+
+def test_a_sub_second_backoff_is_honoured(oauth_settings):
+    oauth_settings(RETRY_BACKOFF=0.2)
+    assert all(0.1 <= refresh.backoff_seconds(1) <= 0.2 for _ in range(200))
+    assert refresh.backoff_seconds(1, retry_after=0.0) <= 0.2
+    assert refresh.backoff_seconds(1, retry_after=7.0) == 7.0
+
+
+@pytest.mark.django_db
+def test_a_short_lived_token_renewed_a_moment_ago_serves_to_its_last_second(fake_atlassian):
+    """A token that lives less than the margin is not renewed again within a minute of its
+    renewal, however little of it is left."""
+    grant = connected_grant(fake_atlassian, expires_in=120)
+    row = Grant.objects.get(pk=grant.pk)
+    moment = row.access_token_expires_at - timedelta(seconds=0.5)
+    row.last_refreshed_at = moment - timedelta(seconds=10)
+    token = refresh.current_token(row, 300, now=moment)
+    assert token is not None and token.access_token == grant.access_token
+    assert refresh.current_token(row, 300, now=moment + timedelta(seconds=1)) is None
+
+
+@pytest.mark.django_db
+def test_the_fallback_token_serves_to_its_last_second(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    for _attempt in range(5):
+        started = time.monotonic()
+        Grant.objects.filter(pk=grant.pk).update(
+            access_token_expires_at=timezone.now() + timedelta(seconds=0.9)
+        )
+        fallback = refresh.still_valid_token(grant.pk)
+        if time.monotonic() - started < 0.5:  # else the machine stalled: try again
+            break
+    assert fallback is not None and fallback.access_token == grant.access_token
