@@ -3,7 +3,9 @@
 What application code sees: the URLs the helpers build, the default site per product, the
 ``Accept`` header, how much validity a token must have before it is sent (and that a session
 notices its own token running low), and that a 401'd token is never sent again because a
-refresh failed.
+refresh failed; who is told what when there is no connection (anonymous, removed meanwhile);
+the session's client id, its refusals to fetch or refresh tokens itself, and the default
+Confluence site loaded with the connection.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ from atlassian_oauth.api import (
     get_session,
     jira_url,
 )
-from atlassian_oauth.models import Grant, Resource
-from atlassian_oauth.testing import ACME_CLOUD_ID, GLOBEX_CLOUD_ID, GRACE_ACCOUNT_ID
+from atlassian_oauth.models import Connection, Grant, Resource
+from atlassian_oauth.testing import (
+    ACME_CLOUD_ID,
+    DEFAULT_CLIENT_ID,
+    GLOBEX_CLOUD_ID,
+    GRACE_ACCOUNT_ID,
+)
 from tests.refresh_helpers import connected_grant
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +170,68 @@ def test_a_connection_comes_with_its_grant_and_site_in_one_query(
     with django_assert_num_queries(1):
         connection = get_connection(user, site)
         assert connection.grant.account_id and connection.site.domain == "localhost"
+
+
+@pytest.mark.parametrize("call", [get_access_token, get_connection, get_session])
+def test_an_anonymous_user_is_told_why_there_is_no_connection(fake_atlassian, call):
+    connected_grant(fake_atlassian)
+    with pytest.raises(NotConnected, match="anonymous user has no Atlassian connection"):
+        call(AnonymousUser(), alice_and_site()[1])
+
+
+def test_a_401_after_the_connection_went_says_it_was_removed(fake_atlassian):
+    """The session still holds a token Atlassian accepted; the connection is removed meanwhile,
+    then Atlassian refuses the token: the retry finds no grant and says so."""
+    grant = connected_grant(fake_atlassian)
+    session = get_session(*alice_and_site())
+    url = session.jira_url(MYSELF)
+    assert session.get(url).status_code == 200
+    Grant.objects.filter(pk=grant.pk).delete()
+    fake_atlassian.inject(kind="jira", status=401)
+    with pytest.raises(NotConnected, match="connection was removed"):
+        session.get(url)
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+def test_a_session_names_the_app_its_grant_was_issued_to(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    session = get_session(*alice_and_site())
+    assert session.client_id == grant.client_id == DEFAULT_CLIENT_ID
+
+
+def test_the_default_site_without_a_product_is_the_jira_site(fake_atlassian):
+    connected_grant(fake_atlassian)  # Ada: acme, for Jira
+    session = get_session(*alice_and_site())
+    assert session.default_site().cloud_id == ACME_CLOUD_ID
+    assert session.default_site() == session.default_site("jira")
+
+
+def test_a_session_refuses_to_fetch_or_refresh_tokens_and_says_who_does(fake_atlassian):
+    connected_grant(fake_atlassian)
+    session = get_session(*alice_and_site())
+    with pytest.raises(NotImplementedError, match=r"single-flight refresh only"):
+        session.refresh_token("https://auth.example/oauth/token")
+    with pytest.raises(NotImplementedError, match=r"come from the connection"):
+        session.fetch_token("https://auth.example/oauth/token")
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+def test_the_default_confluence_site_comes_with_the_connection(
+    fake_atlassian, django_assert_num_queries
+):
+    grant = connected_grant(fake_atlassian)
+    wiki = Resource.objects.create(
+        grant=grant,
+        cloud_id=WIKI_CLOUD_ID,
+        name="wiki",
+        url="https://wiki.example",
+        scopes=["read:confluence-content.all"],
+    )
+    user, site = alice_and_site()
+    Connection.objects.filter(user_id=user.pk, site=site).update(confluence_resource=wiki)
+    with django_assert_num_queries(1):
+        session = get_session(user, site)
+    with django_assert_num_queries(0):
+        assert session.confluence_url("wiki/api/v2/pages") == confluence_url(
+            WIKI_CLOUD_ID, "wiki/api/v2/pages"
+        )
