@@ -2,7 +2,8 @@
 
 Each pins behaviour an admin or an integrator sees: who a failed connect is logged against,
 which grant a disconnect's event names, what the ``disconnected`` signal carries, and that a
-grant's secrets are wiped before its row is deleted.
+grant's secrets are wiped before its row is deleted; and which requests the connect host takes
+for its own (its scheme's port written out, another port of its name, a tenant on a port).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sites.models import Site
 from django.db import connection as db_connection
 from django.test import Client
@@ -254,3 +257,66 @@ def test_a_site_with_its_own_app_connects_through_that_app(alice, client, fake_a
 
     connection = Connection.objects.select_related("grant").get(user=alice, site=site)
     assert connection.grant.client_id == "tenant-app"
+
+
+# ---- the connect host: which requests are its own ------------------------------------------------
+
+CONNECT_HOST = "connect.example.com"
+TENANT = "acme.example.com"
+CALLBACK_PATH = "/atlassian/callback/"
+
+
+def pending_flow(user: Any, domain: str) -> str:
+    """Start a flow for ``user`` on the site of ``domain`` (made if need be); return its state."""
+    site, _ = Site.objects.get_or_create(domain=domain, defaults={"name": domain})
+    url = connect.begin(user=user, site=site, session=SessionStore(), redirect_uri="unused")
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+def bounce_at(host: str, state: str, *, secure: bool) -> connect.Bounce | None:
+    return connect.bounce(host=host, secure=secure, state=state, path=CALLBACK_PATH, query="s=1")
+
+
+@pytest.mark.parametrize(
+    ("registered", "host", "secure", "scheme"),
+    [
+        (f"https://{CONNECT_HOST}{CALLBACK_PATH}", f"{CONNECT_HOST}:443", True, "https"),
+        (f"http://{CONNECT_HOST}{CALLBACK_PATH}", f"{CONNECT_HOST}:80", False, "http"),
+    ],
+    ids=["https-443", "http-80"],
+)
+def test_the_connect_host_knows_itself_with_its_schemes_port_written_out(
+    fake_atlassian, oauth_settings, settings, django_user_model, registered, host, secure, scheme
+):
+    settings.DEBUG = not secure  # http is handed on only while DEBUG is on
+    oauth_settings(CONNECT_HOST_CALLBACK_URL=registered)
+    state = pending_flow(django_user_model.objects.create(username="ada"), TENANT)
+    handed = bounce_at(host, state, secure=secure)
+    assert handed == connect.Bounce(location=f"{scheme}://{TENANT}{CALLBACK_PATH}?s=1")
+
+
+def test_another_port_of_the_connect_hosts_name_is_not_the_connect_host(
+    fake_atlassian, oauth_settings, django_user_model
+):
+    oauth_settings(CONNECT_HOST_CALLBACK_URL=f"https://{CONNECT_HOST}:8443{CALLBACK_PATH}")
+    state = pending_flow(django_user_model.objects.create(username="ada"), TENANT)
+    assert bounce_at(f"{CONNECT_HOST}:8443", state, secure=True) is not None  # the control
+    assert bounce_at(CONNECT_HOST, state, secure=True) is None
+    assert bounce_at(f"{CONNECT_HOST}:9443", state, secure=True) is None
+
+
+@pytest.mark.parametrize("domain", [f"{CONNECT_HOST}:8000", CONNECT_HOST], ids=["port", "bare"])
+def test_a_connect_host_that_is_a_tenant_on_a_port_finishes_its_own_flows_there(
+    fake_atlassian, oauth_settings, settings, django_user_model, domain
+):
+    """Its Site's domain with the port, or without (the sites framework finds it either way):
+    the callback runs there, never redirecting to itself."""
+    settings.DEBUG = True
+    oauth_settings(CONNECT_HOST_CALLBACK_URL=f"http://{CONNECT_HOST}:8000{CALLBACK_PATH}")
+    state = pending_flow(django_user_model.objects.create(username="ada"), domain)
+    assert bounce_at(f"{CONNECT_HOST}:8000", state, secure=False) is None
+    # The control: another tenant's flow at the same host is handed on.
+    other = pending_flow(django_user_model.objects.create(username="bob"), TENANT)
+    assert bounce_at(f"{CONNECT_HOST}:8000", other, secure=False) == connect.Bounce(
+        location=f"http://{TENANT}:8000{CALLBACK_PATH}?s=1"
+    )
