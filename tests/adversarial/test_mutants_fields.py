@@ -2,7 +2,8 @@
 
 What a developer sees: the system check that names a field bound to itself, where its messages
 point (the field, with a hint), the positional label, ``to_python``'s error, model validation of
-the plaintext, and key rotation of a token that code set or already read.
+the plaintext, key rotation of a token that code set or already read, and the raw-save
+(loaddata) handling of a model declared after startup.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from atlassian_oauth.crypto import generate_key, key_id_of
@@ -138,3 +139,37 @@ def test_loaddata_of_a_model_without_encrypted_fields_works(tmp_path):
     fixture.write_text(serializers.serialize("json", [site]))
     call_command("loaddata", str(fixture), verbosity=0)
     assert Site.objects.get(pk=4242).domain == "fixture.example"
+
+
+@pytest.mark.django_db(transaction=True)  # the table is made here: SQLite's schema editor
+@isolate_apps("atlassian_oauth")  # needs no transaction open
+def test_a_model_declared_after_startup_loads_its_dumped_ciphertext_as_it_is(use_keys):
+    """The raw-save handling is wired per model when its class is made (a model of another
+    app, or declared later, is covered too): a raw save (loaddata) writes the dumped ciphertext
+    as it is instead of reading it through the attribute as plaintext."""
+    use_keys(NEW_KEY)
+
+    class LateModel(models.Model):
+        uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+        token = EncryptedTextField(bind_field="uuid")
+
+        class Meta:
+            app_label = "atlassian_oauth"
+
+    field = field_of(LateModel)
+    with connection.schema_editor() as editor:
+        editor.create_model(LateModel)
+    try:
+        source = LateModel(token="the-secret")
+        dumped = field.value_from_object(source)  # what dumpdata writes
+        assert dumped is not None and dumped != "the-secret"
+
+        loaded = LateModel(pk=7, uuid=source.uuid, token=field.to_python(dumped))
+        loaded.save_base(raw=True)  # as loaddata saves each object
+
+        stored = LateModel._default_manager.get(pk=7)
+        assert field.value_from_object(stored) == dumped
+        assert stored.token == "the-secret"
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(LateModel)
