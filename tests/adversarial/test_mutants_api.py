@@ -11,12 +11,16 @@ Confluence site loaded with the connection.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sites.models import Site
+from django.db import connection as db_connection
 from django.utils import timezone
 
 from atlassian_oauth.api import (
@@ -31,6 +35,7 @@ from atlassian_oauth.api import (
 from atlassian_oauth.models import Connection, Grant, Resource
 from atlassian_oauth.testing import (
     ACME_CLOUD_ID,
+    ADA_ACCOUNT_ID,
     DEFAULT_CLIENT_ID,
     GLOBEX_CLOUD_ID,
     GRACE_ACCOUNT_ID,
@@ -235,3 +240,44 @@ def test_the_default_confluence_site_comes_with_the_connection(
         assert session.confluence_url("wiki/api/v2/pages") == confluence_url(
             WIKI_CLOUD_ID, "wiki/api/v2/pages"
         )
+
+
+def test_a_request_uses_a_token_stored_meanwhile_that_lasts_the_request_margin(fake_atlassian):
+    """The stored token is due when the session looks (30 s left); before the refresh path
+    reads the row again, a reconnect stores a new token with 200 s left. That one is good for
+    a request (REQUEST_MARGIN, 60 s): it is sent, and nothing is refreshed (REFRESH_MARGIN,
+    300 s, is the beat's margin, not a request's)."""
+    grant = connected_grant(fake_atlassian, expires_in=30)
+    session = get_session(*alice_and_site())
+    url = session.jira_url(MYSELF)
+    table = Grant._meta.db_table
+    fresh = fake_atlassian.mint_grant(DEFAULT_CLIENT_ID, ADA_ACCOUNT_ID, "read:jira-work read:me")
+    reads: list[str] = []
+    busy: list[bool] = []
+
+    def reconnect_between_the_reads(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        if sql.lstrip().upper().startswith("SELECT") and table in sql and not busy:
+            reads.append(sql)
+            if len(reads) == 2:  # the refresh path's own read: the reconnect lands just before
+                busy.append(True)
+                try:
+                    row = Grant.objects.get(pk=grant.pk)
+                    row.access_token = fresh["access_token"]
+                    row.access_token_expires_at = timezone.now() + timedelta(seconds=200)
+                    row.version += 1
+                    row.save(update_fields=["access_token", "access_token_expires_at", "version"])
+                finally:
+                    busy.clear()
+        return execute(sql, params, many, context)
+
+    with db_connection.execute_wrapper(reconnect_between_the_reads):
+        response = session.get(url)
+    assert len(reads) >= 2, "the token was not due: the test did not reach the refresh path"
+    assert response.status_code == 200
+    sent_the_new_token = (
+        response.request.headers["Authorization"] == f"Bearer {fresh['access_token']}"
+    )
+    assert fake_atlassian.counts.get("refresh", 0) == 0, "refreshed a token good for the request"
+    assert sent_the_new_token, "the request did not send the token stored meanwhile"
