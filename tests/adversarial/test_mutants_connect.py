@@ -3,12 +3,14 @@
 Each pins behaviour an admin or an integrator sees: who a failed connect is logged against,
 which grant a disconnect's event names, what the ``disconnected`` signal carries, and that a
 grant's secrets are wiped before its row is deleted; and which requests the connect host takes
-for its own (its scheme's port written out, another port of its name, a tenant on a port).
+for its own (its scheme's port written out, another port of its name, a tenant on a port); a
+callback that loses the single-use race (read, then delete) is told and logged.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -320,3 +322,39 @@ def test_a_connect_host_that_is_a_tenant_on_a_port_finishes_its_own_flows_there(
     assert bounce_at(f"{CONNECT_HOST}:8000", other, secure=False) == connect.Bounce(
         location=f"http://{TENANT}:8000{CALLBACK_PATH}?s=1"
     )
+
+
+# ---- single use, where the database cannot delete and return in one statement -------------------
+
+
+def test_a_callback_that_loses_the_single_use_race_is_told_and_logged(
+    alice, client, fake_atlassian, monkeypatch
+):
+    """Without DELETE ... RETURNING (MySQL, MariaDB) the flow is read, then deleted: a rival
+    callback with the same state deleting it in between (run here just before our DELETE, by
+    a Django execute_wrapper) wins, and this one fails as "already used", logged against the
+    user and the site, and exchanges no code."""
+    monkeypatch.setattr(connect, "_deletes_return_rows", lambda db: False, raising=False)
+    params = callback_params(consent(start(client)))
+    table = AuthorizationState._meta.db_table
+    rivals: list[int] = []
+
+    def rival_deletes_first(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        if sql.lstrip().upper().startswith("DELETE") and table in sql and not rivals:
+            rivals.append(0)  # (the rival's own DELETE passes through here too)
+            rivals[0] = AuthorizationState.objects.all()._raw_delete(db_connection.alias)
+        return execute(sql, params, many, context)
+
+    exchanges = fake_atlassian.counts.get("code_exchange", 0)
+    with db_connection.execute_wrapper(rival_deletes_first):
+        response = finish(client, params)
+
+    assert rivals == [1], "the flow was never deleted: the race was not run"
+    assert "already used" in " ".join(messages_of(response)), messages_of(response)
+    assert not Connection.objects.exists()
+    event = Event.objects.get(kind=Event.Kind.CONNECT_FAILED)
+    assert event.user_id == alice.pk and event.site == Site.objects.get(domain="localhost")
+    assert event.details["reason"] == "invalid_state"
+    assert fake_atlassian.counts.get("code_exchange", 0) == exchanges
