@@ -55,7 +55,7 @@ def test_an_http_base_url_without_insecure_transport_is_e010(options, monkeypatc
     (error,) = check_insecure_transport()
     assert error.id == "atlassian_oauth.E010"
     assert error.msg.startswith("AUTH_BASE_URL and API_BASE_URL in ATLASSIAN_OAUTH are http://")
-    assert "OAUTHLIB_INSECURE_TRANSPORT=1" in error.hint
+    assert "OAUTHLIB_INSECURE_TRANSPORT=1" in str(error.hint)
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     assert check_insecure_transport() == []  # the fake, as documented
 
