@@ -358,3 +358,20 @@ def test_a_callback_that_loses_the_single_use_race_is_told_and_logged(
     assert event.user_id == alice.pk and event.site == Site.objects.get(domain="localhost")
     assert event.details["reason"] == "invalid_state"
     assert fake_atlassian.counts.get("code_exchange", 0) == exchanges
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["its-own-grant", "a-shared-grant"])
+def test_a_connection_removed_with_its_user_says_so_and_whether_the_tokens_went(
+    fake_atlassian, django_user_model, shared
+):
+    grant = connected_grant(fake_atlassian, username="alice")
+    if shared:
+        connected_grant(fake_atlassian, username="bob")
+    django_user_model.objects.get(username="alice").delete()  # a cascade, not disconnect()
+
+    event = Event.objects.get(kind=Event.Kind.DISCONNECTED)
+    assert event.actor == Event.Actor.SYSTEM and event.account_id == grant.account_id
+    because = "Connection removed because its user, site or grant was deleted"
+    assert event.message == (because if shared else f"{because} (the grant's tokens too)")
+    assert event.details["grant_deleted"] is not shared
+    assert Grant.objects.filter(pk=grant.pk).exists() is shared

@@ -401,3 +401,47 @@ def test_the_fallback_token_serves_to_its_last_second(fake_atlassian):
         if time.monotonic() - started < 0.5:  # else the machine stalled: try again
             break
     assert fallback is not None and fallback.access_token == grant.access_token
+
+
+# ---- the claim where the database cannot update and return in one statement ---------------------
+
+
+@pytest.mark.django_db
+def test_without_update_returning_a_claim_reads_the_row_apart(fake_atlassian, monkeypatch):
+    """MySQL and MariaDB: the claim's UPDATE, then the row read apart. A free grant is claimed
+    and refreshed; one another worker holds is not (the caller waits, then gives up)."""
+    monkeypatch.setattr(refresh, "_updates_return_rows", lambda connection: False)
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    before = Grant.objects.get(pk=grant.pk)
+
+    token = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    stored = Grant.objects.get(pk=grant.pk)
+    assert token.renewed and token.access_token == stored.access_token
+    assert stored.version == before.version + 1 and stored.refresh_lock_token == ""
+    assert fake_atlassian.counts.get("refresh", 0) == 1
+
+    expire(grant)
+    Grant.objects.filter(pk=grant.pk).update(
+        refresh_lock_token="another-worker", refresh_lock_until=later(60)
+    )
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="taking too long"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, wait=0.1)
+    assert fake_atlassian.counts.get("refresh", 0) == 1
+    assert Grant.objects.get(pk=grant.pk).refresh_lock_token == "another-worker"
+
+
+@pytest.mark.django_db
+def test_a_grant_found_dead_under_the_claim_asks_for_a_reconnect(fake_atlassian):
+    """Between the caller's look and its claim, another worker's refresh was refused for good."""
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NEEDS_RECONNECT)
+    lease = refresh._claim(grant.pk)
+    assert lease is not None
+    with pytest.raises(exceptions.ReconnectRequired, match="reconnect"):
+        refresh._refresh_claimed(
+            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=None
+        )
+    assert Grant.objects.get(pk=grant.pk).refresh_lock_token == ""
+    assert fake_atlassian.counts.get("refresh", 0) == 0
