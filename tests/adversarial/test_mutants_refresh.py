@@ -8,7 +8,9 @@
 - a refused refresh is one UPDATE (the lease released in it) and signals the row as stored;
 - a failure of another kind restarts the "failing since" time; a long error fits its column;
 - backoff spans the upper half of each step (sub-second steps too); a token serves to its last
-  second (the fallback, and a short-lived one renewed a moment ago).
+  second (the fallback, a short-lived one renewed a moment ago, and one that cannot be renewed
+  now: no refresh token, backing off, another worker's lease);
+- the claim's path without UPDATE ... RETURNING; a dead grant's and a given-up wait's answers.
 """
 
 from __future__ import annotations
@@ -444,4 +446,69 @@ def test_a_grant_found_dead_under_the_claim_asks_for_a_reconnect(fake_atlassian)
             grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=None
         )
     assert Grant.objects.get(pk=grant.pk).refresh_lock_token == ""
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+# ---- ensure_fresh's answers when it does not refresh ---------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_dead_grant_asks_for_a_reconnect_and_says_why(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NEEDS_RECONNECT)
+    with pytest.raises(exceptions.ReconnectRequired, match="no longer accepts this grant"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NO_REFRESH_TOKEN)
+    expire(grant)
+    with pytest.raises(exceptions.ReconnectRequired, match="offline_access"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+    assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+@pytest.mark.django_db
+def test_a_caller_that_gives_up_waiting_is_told_to_retry_in_a_second(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    expire(grant)
+    Grant.objects.filter(pk=grant.pk).update(
+        refresh_lock_token="another-worker", refresh_lock_until=later(60)
+    )
+    with pytest.raises(exceptions.TemporarilyUnavailable, match="taking too long") as waiting:
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, wait=0.1)
+    assert waiting.value.retry_after == 1.0
+
+
+def serve_with_under_a_second_left(grant: Grant, **call: Any) -> refresh.FreshToken:
+    """ensure_fresh on the grant's token with 0.9 s left (tried again if the machine stalls)."""
+    for _attempt in range(5):
+        started = time.monotonic()
+        Grant.objects.filter(pk=grant.pk).update(
+            access_token_expires_at=timezone.now() + timedelta(seconds=0.9)
+        )
+        try:
+            token = refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT, **call)
+        except exceptions.AtlassianOAuthError:
+            if time.monotonic() - started < 0.5:
+                raise
+            continue
+        if time.monotonic() - started < 0.5:
+            return token
+    raise AssertionError("the machine stalled on every attempt")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["no refresh token", "backing off", "another worker"])
+def test_a_token_that_cannot_be_renewed_now_serves_to_its_last_second(fake_atlassian, case):
+    grant = connected_grant(fake_atlassian)
+    call: dict[str, Any] = {}
+    if case == "no refresh token":
+        Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NO_REFRESH_TOKEN)
+    elif case == "backing off":
+        Grant.objects.filter(pk=grant.pk).update(next_refresh_at=later(30), refresh_failures=1)
+    else:
+        Grant.objects.filter(pk=grant.pk).update(
+            refresh_lock_token="another-worker", refresh_lock_until=later(60)
+        )
+        call["wait"] = 0.1
+    token = serve_with_under_a_second_left(grant, **call)
+    assert token.access_token == grant.access_token and not token.renewed
     assert fake_atlassian.counts.get("refresh", 0) == 0
