@@ -512,3 +512,12 @@ def test_a_token_that_cannot_be_renewed_now_serves_to_its_last_second(fake_atlas
     token = serve_with_under_a_second_left(grant, **call)
     assert token.access_token == grant.access_token and not token.renewed
     assert fake_atlassian.counts.get("refresh", 0) == 0
+
+
+@pytest.mark.django_db
+def test_a_missing_grant_is_named_in_the_error(fake_atlassian):
+    """The personal-data reporter shows this text when a grant went meanwhile."""
+    grant = connected_grant(fake_atlassian)
+    Grant.objects.filter(pk=grant.pk).delete()
+    with pytest.raises(Grant.DoesNotExist, match=f"Grant {grant.pk} does not exist"):
+        refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
