@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from datetime import timedelta
@@ -521,3 +522,22 @@ def test_a_missing_grant_is_named_in_the_error(fake_atlassian):
     Grant.objects.filter(pk=grant.pk).delete()
     with pytest.raises(Grant.DoesNotExist, match=f"Grant {grant.pk} does not exist"):
         refresh.ensure_fresh(grant.pk, actor=Event.Actor.BEAT)
+
+
+@pytest.mark.django_db
+def test_the_claim_is_one_statement_where_the_database_returns_rows_from_an_update(
+    fake_atlassian,
+):
+    """PostgreSQL and SQLite 3.35+ (the suite's databases) claim and read the row back in one
+    UPDATE ... RETURNING; only MySQL and MariaDB need the second query."""
+    vendor = db_connection.vendor
+    if vendor not in ("postgresql", "sqlite") or (
+        vendor == "sqlite" and sqlite3.sqlite_version_info < (3, 35)
+    ):
+        pytest.skip(f"{vendor} has no UPDATE ... RETURNING")
+    grant = connected_grant(fake_atlassian)
+    with CaptureQueriesContext(db_connection) as queries:
+        lease = refresh._claim(grant.pk)
+    assert lease is not None and lease.grant.pk == grant.pk
+    [claim] = [q["sql"] for q in queries.captured_queries]
+    assert claim.lstrip().upper().startswith("UPDATE") and "RETURNING" in claim.upper()
