@@ -166,6 +166,7 @@ def test_a_model_declared_after_startup_loads_its_dumped_ciphertext_as_it_is(use
 
         loaded = LateModel(pk=7, uuid=source.uuid, token=field.to_python(dumped))
         loaded.save_base(raw=True)  # as loaddata saves each object
+        assert loaded.token == "the-secret", "the saved instance still reads its ciphertext"
 
         stored = LateModel._default_manager.get(pk=7)
         assert field.value_from_object(stored) == dumped
