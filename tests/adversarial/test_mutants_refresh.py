@@ -541,3 +541,37 @@ def test_the_claim_is_one_statement_where_the_database_returns_rows_from_an_upda
     assert lease is not None and lease.grant.pk == grant.pk
     [claim] = [q["sql"] for q in queries.captured_queries]
     assert claim.lstrip().upper().startswith("UPDATE") and "RETURNING" in claim.upper()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "update-then-read"])
+def test_a_claim_holds_for_the_lock_timeout_and_shuts_out_a_second_claim(
+    fake_atlassian, monkeypatch, oauth_settings, returning
+):
+    """The lease ends REFRESH_LOCK_TIMEOUT from now by the database's clock, not before: a
+    second worker cannot claim the grant meanwhile (a lease ending in the past would let two
+    workers refresh one rotating token at once)."""
+    oauth_settings(REFRESH_LOCK_TIMEOUT=60)
+    monkeypatch.setattr(refresh, "_updates_return_rows", lambda connection: returning)
+    refresh._statements.clear()
+    grant = connected_grant(fake_atlassian)
+    before = timezone.now()
+
+    lease = refresh._claim(grant.pk)
+
+    assert lease is not None
+    held = Grant.objects.get(pk=grant.pk)
+    assert held.refresh_lock_token == str(lease)
+    assert held.refresh_lock_until is not None
+    assert before + timedelta(seconds=55) < held.refresh_lock_until
+    assert held.refresh_lock_until < timezone.now() + timedelta(seconds=65)
+    assert refresh._claim(grant.pk) is None  # another worker: shut out
+    assert Grant.objects.get(pk=grant.pk).refresh_lock_token == str(lease)
+
+
+@pytest.mark.django_db
+def test_the_stored_token_of_a_dead_grant_is_refused_saying_to_reconnect(fake_atlassian):
+    grant = connected_grant(fake_atlassian)
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.NEEDS_RECONNECT)
+    with pytest.raises(exceptions.ReconnectRequired, match="no longer accepts this grant"):
+        refresh.current_token(Grant.objects.get(pk=grant.pk), margin=60)
