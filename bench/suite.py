@@ -511,7 +511,7 @@ def row_callback(args: argparse.Namespace, fake: FakeAtlassianClient) -> list[Ro
             measured=f"p50 {ms(p50)}, {queries} queries",
             target="p50 <= 5 ms, <= 12 queries",
             met=p50 <= 0.005 and queries <= 12,
-            note="resources.store's five of the queries are in resources.py",
+            note="two of the queries are resources.store's, in resources.py",
             figures={"server": server, "queries": query_counts},
         )
     ]
