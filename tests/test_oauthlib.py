@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from requests_oauthlib import OAuth2Session
@@ -233,7 +234,12 @@ def test_e007_errors_when_the_variable_is_set_with_debug_off(monkeypatch):
     with override_settings(DEBUG=True):
         assert check_insecure_transport() == []
     monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")
-    with override_settings(DEBUG=False):
+    atlassian = {
+        **settings.ATLASSIAN_OAUTH,
+        "AUTH_BASE_URL": "https://auth.atlassian.com",
+        "API_BASE_URL": "https://api.atlassian.com",
+    }
+    with override_settings(DEBUG=False, ATLASSIAN_OAUTH=atlassian):
         assert check_insecure_transport() == []
 
 
