@@ -167,9 +167,7 @@ def ensure_fresh(
             raise TemporarilyUnavailable("Refreshing is backing off after a failure.", retry)
         lease = _claim(grant.pk)
         if lease is not None:
-            return _refresh_claimed(
-                grant.pk, lease, actor=actor, margin=margin, stale_version=stale_version
-            )
+            return _refresh_claimed(lease, actor=actor, margin=margin, stale_version=stale_version)
         if time.monotonic() >= deadline:
             if is_fresh(grant, 0, now) and stale_version is None:
                 return _token_of(grant)
@@ -434,7 +432,6 @@ RELEASED = {"refresh_lock_token": "", "refresh_lock_until": None}
 
 
 def _refresh_claimed(
-    grant_id: int,
     lease: _Lease,
     *,
     actor: Event.Actor,

@@ -197,7 +197,7 @@ def test_a_claimed_refresh_that_finds_the_work_done_calls_nobody(fake_atlassian)
         lease = refresh._claim(grant.pk)
         assert lease is not None
         token = refresh._refresh_claimed(
-            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=stale_version
+            lease, actor=Event.Actor.BEAT, margin=60, stale_version=stale_version
         )
         assert token.access_token == current.access_token
     assert fake_atlassian.counts.get("refresh", 0) == 0
@@ -253,9 +253,7 @@ def test_a_failure_after_the_row_moved_on_says_retry_now_and_logs_whose_it_was(
         caplog.at_level(logging.INFO, logger="atlassian_oauth.refresh"),
         pytest.raises(exceptions.TemporarilyUnavailable) as raised,
     ):
-        refresh._refresh_claimed(
-            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=None
-        )
+        refresh._refresh_claimed(lease, actor=Event.Actor.BEAT, margin=60, stale_version=None)
 
     assert raised.value.retry_after == 0.0, "the caller should retry at once, not wait"
     assert "changed during the refresh" in str(raised.value)
@@ -443,9 +441,7 @@ def test_a_grant_found_dead_under_the_claim_asks_for_a_reconnect(fake_atlassian)
     lease = refresh._claim(grant.pk)
     assert lease is not None
     with pytest.raises(exceptions.ReconnectRequired, match="reconnect"):
-        refresh._refresh_claimed(
-            grant.pk, lease, actor=Event.Actor.BEAT, margin=60, stale_version=None
-        )
+        refresh._refresh_claimed(lease, actor=Event.Actor.BEAT, margin=60, stale_version=None)
     assert Grant.objects.get(pk=grant.pk).refresh_lock_token == ""
     assert fake_atlassian.counts.get("refresh", 0) == 0
 
