@@ -71,6 +71,10 @@ def test_the_loser_of_the_connection_insert_reconnects_the_winners_row(
 ):
     if db.vendor == "sqlite":
         pytest.skip("SQLite lets one writer at a time: the other tab waits for this one")
+    if db.vendor == "mysql":
+        # Our SELECT ... FOR UPDATE found no connection and InnoDB holds a gap lock there: the
+        # other tab's insert waits for this transaction, so it cannot win first.
+        pytest.skip("InnoDB's gap lock makes the other tab wait for this one")
     response = connect(alice_client)
     assert response.status_code == 302
     assert any("connected as" in message for message in messages_of(response))
